@@ -1,0 +1,33 @@
+"""`vocalsep` command: thin dispatch to the functional API."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+# subcommand -> "module:function(argv) -> int", imported only when used
+COMMANDS = {
+    "summary": ("vocalsep.summary:main", "print where the pipeline's results are and the headline numbers"),
+    "separate": ("vocalsep.separate:main", "separate vocals from audio files"),
+    "serve-flows": ("flows.serve:main", "serve the Prefect deployments from one process"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help"} or argv[0] not in COMMANDS:
+        width = max(map(len, COMMANDS))
+        lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+        print("usage: vocalsep COMMAND [ARGS]\n\ncommands:\n" + "\n".join(lines))
+        if argv and argv[0] not in {"-h", "--help"}:
+            print(f"\nerror: unknown command {argv[0]!r}", file=sys.stderr)
+            return 2
+        return 0
+    target, _ = COMMANDS[argv[0]]
+    module, func = target.split(":")
+    return int(getattr(importlib.import_module(module), func)(argv[1:]) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

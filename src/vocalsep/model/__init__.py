@@ -1,0 +1,8 @@
+"""Models (nn.Modules only) and self-describing checkpoints."""
+
+from vocalsep.model.vocnet import VocNet
+from vocalsep.model.checkpoint import build_model, load_checkpoint, load_model, save_checkpoint
+
+MODELS = {"VocNet": VocNet}
+
+__all__ = ["MODELS", "VocNet", "build_model", "load_checkpoint", "load_model", "save_checkpoint"]

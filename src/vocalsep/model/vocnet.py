@@ -1,0 +1,74 @@
+"""VocNet: the seed's WaveNet-like separator on raw stereo audio."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class GatedResidualLayer(nn.Module):
+    """One non-causal dilated conv with gated activation, residual and skip 1x1 convs.
+
+    x: (batch, filters, samples) -> (residual output (batch, filters, samples),
+    skip (batch, skip_filters, samples)).
+    """
+
+    def __init__(self, filters: int, skip_filters: int, kernel_size: int, dilation: int):
+        super().__init__()
+        total = dilation * (kernel_size - 1)
+        self.pad = (total // 2, total - total // 2)
+        self.dilated = nn.Conv1d(filters, 2 * filters, kernel_size, dilation=dilation)
+        self.residual = nn.Conv1d(filters, filters, 1)
+        self.skip = nn.Conv1d(filters, skip_filters, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        filt, gate = self.dilated(F.pad(x, self.pad)).chunk(2, dim=1)
+        z = torch.tanh(filt) * torch.sigmoid(gate)
+        return x + F.relu(self.residual(z)), F.relu(self.skip(z))
+
+
+class VocNet(nn.Module):
+    """Stacks of dilated gated convolutions mapping a stereo mixture to the vocal waveform.
+
+    Input and output are `(batch, 2, samples)`; the output has the input's length.
+    Dilation of layer i is 2 ** (i mod layers_per_stack); padding is split on
+    both sides, so each output sample sees context before and after it.
+    """
+
+    def __init__(
+        self,
+        filters: int = 128,
+        skip_filters: int = 192,
+        layers: int = 30,
+        layers_per_stack: int = 10,
+        kernel_size: int = 2,
+        channels: int = 2,
+    ):
+        super().__init__()
+        self.channels = channels
+        self.input = nn.Conv1d(channels, filters, 1)
+        self.layers = nn.ModuleList(
+            GatedResidualLayer(filters, skip_filters, kernel_size, 2 ** (i % layers_per_stack))
+            for i in range(layers)
+        )
+        self.output = nn.Conv1d(skip_filters, channels, 1)
+
+    @property
+    def context(self) -> tuple[int, int]:
+        """Samples of context the network uses (before, after) each output sample."""
+        return sum(layer.pad[0] for layer in self.layers), sum(layer.pad[1] for layer in self.layers)
+
+    @property
+    def receptive_field(self) -> int:
+        """Number of input samples that influence one output sample."""
+        before, after = self.context
+        return before + 1 + after
+
+    def forward(self, mixture: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.input(mixture))
+        skips = 0
+        for layer in self.layers:
+            x, skip = layer(x)
+            skips = skips + skip
+        return self.output(skips)

@@ -1,0 +1,56 @@
+"""Shared fixtures: repository root, a shrunk copy of the real params, GPU skipping."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+
+from vocalsep.env import disable_telemetry
+
+disable_telemetry()
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (none here)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture
+def real_params():
+    """The repository's own params.yaml, parsed."""
+    from vocalsep.config import load_params
+
+    return load_params(REPO_ROOT / "params.yaml")
+
+
+def relocate_paths(params, root: Path):
+    """The same params with every `paths.*` entry moved under `root`."""
+    moved = {f.name: str(root / getattr(params.paths, f.name)) for f in dataclasses.fields(params.paths)}
+    return dataclasses.replace(params, paths=dataclasses.replace(params.paths, **moved))
+
+
+@pytest.fixture
+def tmp_params(real_params, tmp_path):
+    """Real params with paths under a temporary folder (shrink sections with dataclasses.replace)."""
+    return relocate_paths(real_params, tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_env(monkeypatch):
+    monkeypatch.setenv("TQDM_DISABLE", os.environ.get("TQDM_DISABLE", "1"))

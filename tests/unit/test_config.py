@@ -1,0 +1,57 @@
+import pytest
+import yaml
+
+from vocalsep.config import ParamsError, flatten, load_params, params_from_dict, params_to_dict
+
+
+def test_repo_params_parse_and_round_trip(repo_root):
+    params = load_params(repo_root / "params.yaml")
+    assert params_from_dict(params_to_dict(params)) == params
+    raw = yaml.safe_load((repo_root / "params.yaml").read_text())
+    # every key in params.yaml is a schema field (nothing silently ignored)
+    assert set(flatten(raw)) == set(flatten(params_to_dict(params)))
+
+
+def test_unknown_key_names_key_and_allowed():
+    with pytest.raises(ParamsError) as err:
+        params_from_dict({"train": {"epochz": 3}})
+    assert "train.epochz" in str(err.value)
+    assert "epochs" in str(err.value)
+
+
+def test_unknown_section_rejected():
+    with pytest.raises(ParamsError, match="trian"):
+        params_from_dict({"trian": {}})
+
+
+def test_bad_choice_lists_allowed_values():
+    with pytest.raises(ParamsError) as err:
+        params_from_dict({"train": {"loss": "l3"}})
+    assert "train.loss" in str(err.value) and "'l1'" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "values, key",
+    [
+        ({"train": {"epochs": "four"}}, "train.epochs"),
+        ({"train": {"epochs": 0}}, "train.epochs"),
+        ({"audio": {"sample_rate": 44100.5}}, "audio.sample_rate"),
+        ({"train": {"compile": "yes"}}, "train.compile"),
+        ({"data": {"gain_db": [1.0]}}, "data.gain_db"),
+        ({"data": {"segment_seconds": 5.0}}, "data.segment_seconds"),
+        ({"index": {"val_fraction": 0.6, "test_fraction": 0.5}}, "index.val_fraction"),
+    ],
+)
+def test_wrong_values_name_the_field(values, key):
+    with pytest.raises(ParamsError, match=key.replace(".", r"\.")):
+        params_from_dict(values)
+
+
+def test_params_are_frozen(real_params):
+    with pytest.raises(Exception):
+        real_params.train.epochs = 10
+
+
+def test_missing_file_is_clear(tmp_path):
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
