@@ -1,0 +1,268 @@
+"""Audio in and out, channel and rate conversion, loudness and level statistics.
+
+Every array here is float32 shaped (frames, channels), as soundfile reads it.
+Decoding tries libsndfile first (wav, flac, ogg, mp3, aiff, ...) and falls back
+to ffmpeg for everything else (m4a, webm, opus, video containers). Problems a
+user can meet raise `AudioError` naming the file and what to do.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyloudnorm
+import soundfile as sf
+import soxr
+
+from vocalsep.env import ffmpeg_exe
+from vocalsep.errors import AudioError
+
+# libsndfile's log marks a data chunk shorter than its header says with "(should be N)".
+_TRUNCATED_LOG = re.compile(r"^data\s*:.*\(should be \d+\)|lacks an end-of-stream", re.M)
+_FFMPEG_TRUNCATED = re.compile(r"ended prematurely|partial file|truncat", re.I)
+_FFMPEG_STREAM = re.compile(r"Output #0.*?Audio: pcm_f32le, (\d+) Hz, ([^,]+),", re.S)
+_LOUDNESS_BLOCK_SECONDS = 0.4  # BS.1770 gating block: shorter audio has no loudness
+
+
+def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """Decode an audio file to float32 `(frames, channels)` and its sample rate."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: audio file not found; check the path or re-run the download stage")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: file is empty (0 bytes); re-download it")
+    try:
+        audio, sr = _read_soundfile(path, str(path))
+    except _NotForLibsndfile as err:
+        audio, sr = _read_ffmpeg(path, str(path), err.declared)
+    return _checked(audio, str(path)), sr
+
+
+def read_bytes(data: bytes, name_hint: str = "") -> tuple[np.ndarray, int]:
+    """Decode encoded audio bytes (any format `read_audio` takes) to `(frames, channels)`, rate."""
+    name = name_hint or "uploaded audio"
+    if not data:
+        raise AudioError(f"{name}: no bytes received; send a non-empty audio file")
+    try:
+        audio, sr = _read_soundfile(io.BytesIO(data), name)
+    except _NotForLibsndfile as err:
+        with tempfile.TemporaryDirectory(prefix="vocalsep-") as tmp:
+            path = Path(tmp) / ("input" + Path(name_hint).suffix)
+            path.write_bytes(data)
+            audio, sr = _read_ffmpeg(path, name, err.declared)
+    return _checked(audio, name), sr
+
+
+def _checked(audio: np.ndarray, name: str) -> np.ndarray:
+    """The decoded (frames, channels) audio, if it holds finite samples at all."""
+    if audio.shape[0] == 0:
+        raise AudioError(f"{name}: contains no audio samples (zero length); re-download or remove it")
+    if not np.isfinite(audio).all():
+        raise AudioError(f"{name}: contains NaN or infinite samples (corrupt float audio); re-export it")
+    return audio
+
+
+class _NotForLibsndfile(Exception):
+    """libsndfile cannot open the data (`declared` 0) or failed after reading a header of `declared` frames."""
+
+    def __init__(self, declared: int = 0):
+        super().__init__(declared)
+        self.declared = declared
+
+
+def _is_truncated(decoded: int, declared: int) -> bool:
+    """Fewer frames than the header declares, beyond codec padding and estimate slack."""
+    return declared > 0 and decoded < 0.99 * declared - 2048
+
+
+def _read_soundfile(source, name: str) -> tuple[np.ndarray, int]:
+    """libsndfile decode; `_NotForLibsndfile` hands the data on to ffmpeg."""
+    try:
+        f = sf.SoundFile(source)
+    except sf.LibsndfileError:
+        raise _NotForLibsndfile() from None
+    with f:
+        declared, log, sr = f.frames, f.extra_info, f.samplerate
+        try:
+            audio = f.read(dtype="float32", always_2d=True)
+        except sf.LibsndfileError:
+            raise _NotForLibsndfile(declared) from None
+    # MP3 frame counts come from the Xing header: a cut file decodes far fewer frames.
+    if _TRUNCATED_LOG.search(log) or _is_truncated(audio.shape[0], declared):
+        raise AudioError(f"{name}: file is truncated (ends before its header says); re-download it")
+    return audio, sr
+
+
+@functools.lru_cache(maxsize=1)
+def _ffmpeg_layouts() -> dict[str, int]:
+    """Channel count of every standard layout name ffmpeg prints (`5.1(side)` -> 6)."""
+    out = subprocess.run([ffmpeg_exe(), "-hide_banner", "-layouts"], capture_output=True, text=True).stdout
+    table = out.split("Standard channel layouts:")[-1]
+    return {m[1]: m[2].count("+") + 1 for m in re.finditer(r"^(\S+)\s+([A-Z0-9+]+)$", table, re.M)}
+
+
+def _channels(layout: str) -> int | None:
+    """Channels of an ffmpeg stream layout (`stereo`, `5.1`, `3 channels`), None if unknown."""
+    named = re.match(r"(\d+) channels", layout)
+    if named:
+        return int(named[1])
+    return _ffmpeg_layouts().get(layout.strip())
+
+
+def _ffmpeg_error(name: str, stderr: str) -> AudioError:
+    if "0:a:0" in stderr or "matches no streams" in stderr:
+        return AudioError(f"{name}: has no audio stream; give an audio file or a video with sound")
+    if "Invalid data found" in stderr or "moov atom not found" in stderr:
+        return AudioError(f"{name}: not audio, or corrupt/truncated (ffmpeg cannot parse it); re-download it")
+    last = [line for line in stderr.strip().splitlines() if line.strip()][-1:] or ["no message"]
+    return AudioError(f"{name}: ffmpeg cannot decode it ({last[0].strip()}); re-download or convert it")
+
+
+def _run_ffmpeg(path: Path, name: str, extra: list[str]) -> subprocess.CompletedProcess:
+    # "file:" keeps ffmpeg from reading a name like "take:2.m4a" as a protocol or an option.
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", f"file:{path.absolute()}", "-map", "0:a:0", "-vn",
+           *extra, "-f", "f32le", "-acodec", "pcm_f32le", "-"]
+    proc = subprocess.run(cmd, capture_output=True)
+    if proc.returncode != 0:
+        raise _ffmpeg_error(name, proc.stderr.decode(errors="replace"))
+    return proc
+
+
+def _read_ffmpeg(path: Path, name: str, declared: int = 0) -> tuple[np.ndarray, int]:
+    """ffmpeg decode to raw float32; rate and channels come from its stream report.
+
+    `declared` is the frame count a header promised (0 if unknown).
+    """
+    proc = _run_ffmpeg(path, name, [])
+    stderr = proc.stderr.decode(errors="replace")
+    stream = _FFMPEG_STREAM.search(stderr)
+    if stream is None:
+        raise AudioError(f"{name}: ffmpeg reported no audio stream format; convert it to wav or flac")
+    sr, channels = int(stream[1]), _channels(stream[2])
+    if channels is None:
+        # A layout we cannot count: ask ffmpeg for a stereo down-mix instead.
+        proc, channels = _run_ffmpeg(path, name, ["-ac", "2"]), 2
+        stderr = proc.stderr.decode(errors="replace")
+    if _FFMPEG_TRUNCATED.search(stderr):
+        raise AudioError(f"{name}: file is truncated (ffmpeg: ended prematurely); re-download it")
+    raw = np.frombuffer(proc.stdout, dtype="<f4")
+    audio = raw[: raw.size - raw.size % channels].reshape(-1, channels).astype(np.float32)
+    if _is_truncated(audio.shape[0], declared):
+        raise AudioError(f"{name}: file is truncated or corrupt (decodes {audio.shape[0]} of {declared} frames); "
+                         "re-download it")
+    return audio, sr
+
+
+def to_stereo(x: np.ndarray) -> np.ndarray:
+    """(frames, channels) -> (frames, 2).
+
+    Mono is copied to both sides; stereo is kept. With more channels the first two
+    keep their side (front left/right in wav and ffmpeg order) and every further
+    channel (centre, LFE, surrounds) goes equally into both: each side is the mean
+    of its front channel and the rest, so a full-scale channel cannot clip the mix.
+    """
+    if x.ndim != 2 or x.shape[1] < 1:
+        raise ValueError(f"expected audio shaped (frames, channels), got {x.shape}")
+    channels = x.shape[1]
+    if channels == 1:
+        return np.repeat(x, 2, axis=1)
+    if channels == 2:
+        return x
+    rest = x[:, 2:].sum(axis=1)
+    left = (x[:, 0] + rest) / (channels - 1)
+    right = (x[:, 1] + rest) / (channels - 1)
+    return np.stack([left, right], axis=1).astype(x.dtype)
+
+
+def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """(frames, channels) at `sr_in` -> (round(frames * sr_out / sr_in), channels), soxr HQ."""
+    if sr_in == sr_out:
+        return x
+    return soxr.resample(x, sr_in, sr_out, quality="HQ").astype(np.float32, copy=False)
+
+
+def write_audio(path: str | Path, x: np.ndarray, sr: int, subtype: str | None = "PCM_24") -> Path:
+    """Write (frames, channels) audio; format from the extension, parents created.
+
+    `subtype` applies where the format takes it (wav, flac, aiff); lossy formats
+    (ogg, mp3) use their own encoding.
+    """
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").upper()
+    if fmt not in sf.available_formats():
+        raise AudioError(f"{path}: cannot write format {fmt or '(no extension)'}; use .flac, .wav, .ogg or .mp3")
+    if subtype is not None and not sf.check_format(fmt, subtype):
+        subtype = None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, x, sr, subtype=subtype, format=fmt)
+    return path
+
+
+def peak_db(x: np.ndarray) -> float:
+    """Sample peak in dBFS; -inf for silence."""
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    return 20.0 * np.log10(peak) if peak > 0 else float("-inf")
+
+
+def clipping_ratio(x: np.ndarray, level: float) -> float:
+    """Fraction of samples (all channels) with |sample| >= `level`."""
+    return float(np.mean(np.abs(x) >= level)) if x.size else 0.0
+
+
+def block_rms_db(x: np.ndarray, sr: int, block_seconds: float = 0.05) -> np.ndarray:
+    """RMS over all channels of consecutive blocks, dBFS, shape (blocks,).
+
+    A trailing partial block counts as a block; silence is -inf.
+    """
+    block = max(1, int(round(block_seconds * sr)))
+    blocks = -(-x.shape[0] // block)
+    padded = np.zeros((blocks * block, x.shape[1]), dtype=np.float64)
+    padded[: x.shape[0]] = x
+    power = np.square(padded).reshape(blocks, -1).sum(axis=1)
+    counts = np.full(blocks, block * x.shape[1], dtype=np.float64)
+    if blocks and x.shape[0] % block:
+        counts[-1] = (x.shape[0] % block) * x.shape[1]
+    with np.errstate(divide="ignore"):
+        return 10.0 * np.log10(power / counts)
+
+
+def silence_ratio(x: np.ndarray, sr: int, threshold_db: float, block_seconds: float = 0.05) -> float:
+    """Fraction of `block_seconds` blocks whose RMS is below `threshold_db`; 1.0 for empty audio."""
+    levels = block_rms_db(x, sr, block_seconds)
+    return float(np.mean(levels < threshold_db)) if levels.size else 1.0
+
+
+def integrated_loudness(x: np.ndarray, sr: int) -> float:
+    """Integrated loudness (ITU-R BS.1770-4, LUFS) of (frames, channels <= 5).
+
+    NaN when the audio is silent (no block above the -70 LUFS gate) or shorter
+    than one 400 ms gating block.
+    """
+    if x.shape[0] < _LOUDNESS_BLOCK_SECONDS * sr:
+        return float("nan")
+    loudness = pyloudnorm.Meter(sr).integrated_loudness(x.astype(np.float64))
+    return float(loudness) if np.isfinite(loudness) else float("nan")
+
+
+def normalize_loudness(x: np.ndarray, sr: int, target_lufs: float, peak_ceiling_db: float,
+                       loudness: float | None = None) -> np.ndarray:
+    """Gain-scale (frames, channels) to `target_lufs`, unless its peak would pass the ceiling.
+
+    The gain is one constant: when reaching the target would put the sample peak
+    above `peak_ceiling_db`, the gain stops at the ceiling instead (the result is
+    quieter than the target, never clipped or limited). `loudness` skips measuring
+    `x` again when the caller already has `integrated_loudness(x, sr)`.
+    """
+    loudness = integrated_loudness(x, sr) if loudness is None else loudness
+    if not np.isfinite(loudness):
+        raise AudioError("cannot normalize loudness of silent audio or audio shorter than 0.4 s")
+    gain_db = min(target_lufs - loudness, peak_ceiling_db - peak_db(x))
+    # float32 rounding may nudge the peak a hair over the ceiling: keep a tiny margin.
+    gain = 10.0 ** (gain_db / 20.0) * (1.0 - 1e-6)
+    return (x * gain).astype(np.float32)
