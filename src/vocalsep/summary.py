@@ -1,0 +1,64 @@
+"""`vocalsep summary`: where the pipeline's results are, and the headline numbers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from vocalsep.config import Params, load_params
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def summary_lines(params: Params) -> list[str]:
+    """Human-readable lines: results per stage, eval medians, registry decision, next commands."""
+    p = params.paths
+    lines = ["vocalsep results", ""]
+    places = [
+        ("downloads", f"{p.raw}/downloads.jsonl"),
+        ("normalized audio", f"{p.normalized}/manifest.parquet"),
+        ("validation report", f"{p.reports}/validation/summary.txt"),
+        ("snippet index", f"{p.index}/"),
+        ("test set", f"{p.testset}/"),
+        ("checkpoints", f"{p.checkpoints}/best.pt"),
+        ("exported models", f"{p.export}/"),
+    ]
+    for label, where in places:
+        mark = "ok " if Path(where).exists() else "-- "
+        lines.append(f"  {mark}{label:<18} {where}")
+    evaluation = _read_json(Path(p.metrics) / "eval.json")
+    if evaluation:
+        medians = ", ".join(f"{k} {_fmt(evaluation[k])} dB" for k in ("sdr", "si_sdr", "si_sdri", "mixture_sdr")
+                            if k in evaluation)
+        lines += ["", f"test set medians over {evaluation.get('tracks', '?')} tracks: {medians}"]
+    registry = _read_json(Path(p.metrics) / "registry.json")
+    if registry:
+        lines += ["", f"registry: {registry.get('decision', '?')}"]
+    name = params.export.registered_model
+    lines += [
+        "",
+        f"MLflow UI:  mlflow ui --backend-store-uri {params.tracking.uri}",
+        f"Serve:      MLFLOW_TRACKING_URI={params.tracking.uri} "
+        f"mlflow models serve -m models:/{name}@champion --env-manager local -p 5001",
+        "Separate:   vocalsep separate song.mp3 -o separated/",
+    ]
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vocalsep summary", description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+    print("\n".join(summary_lines(load_params(args.params))))
+    return 0
