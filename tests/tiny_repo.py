@@ -14,6 +14,9 @@ from pathlib import Path
 
 import yaml
 
+from vocalsep.config import load_params
+from vocalsep.demo import write_manifest
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Shrinks the real params.yaml: a few short demo files, a tiny network, one short epoch.
@@ -79,6 +82,8 @@ def make_tiny_repo(dst: Path, overrides: dict | None = None) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO_ROOT / rel, target)
     write_params(dst, merge(TINY_OVERRIDES, overrides or {}))
+    # the demo manifest must list exactly the files the shrunk demo stage writes
+    write_manifest(load_params(dst / "params.yaml"), dst / "sources/demo.yaml", root=dst)
     git = ["git", "-c", "user.email=test@vocalsep", "-c", "user.name=vocalsep tests"]
     run(["git", "init", "-q"], dst)
     run(git + ["add", "-A"], dst)

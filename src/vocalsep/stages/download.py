@@ -1,0 +1,250 @@
+"""Stage `download`: fetch every manifest URL with yt-dlp (`python -m vocalsep.stages.download`).
+
+Writes `<paths.raw>/<role>/<id>.<ext>` (audio only, original container),
+`<paths.raw>/downloads.jsonl` (one record per manifest entry, ok or failed with
+the reason) and `<paths.raw>/archive.txt` (yt-dlp download archive keyed by our
+source id, so a URL is fetched once). A failed URL is recorded and the stage
+goes on; it fails only when a role has no usable source left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import soundfile as sf
+import yt_dlp
+from yt_dlp.networking.exceptions import HTTPError, TransportError
+
+from vocalsep.config import DownloadParams, Params
+from vocalsep.env import ffmpeg_bin_dir
+from vocalsep.errors import StageError
+from vocalsep.sources import ROLES, Source, file_url_path, load_sources, resolve_url
+from vocalsep.stages._cli import run_stage
+
+log = logging.getLogger(__name__)
+ARCHIVE_PREFIX = "vocalsep"  # archive lines read "vocalsep <source id>"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class DownloadFailed(Exception):
+    """One attempt at one URL failed; `transient` says whether trying again may help."""
+
+    def __init__(self, reason: str, transient: bool):
+        super().__init__(reason)
+        self.reason, self.transient, self.attempts = reason, transient, 1
+
+
+class _SourceDownloader(yt_dlp.YoutubeDL):
+    """YoutubeDL whose archive key is our source id: direct links that share a file name
+    (yt-dlp's generic id) must not shadow each other, and a re-run needs no request."""
+
+    def __init__(self, params: dict, source_id: str):
+        super().__init__(params)
+        self._source_id = source_id
+
+    def _make_archive_id(self, info_dict: dict) -> str:
+        return f"{ARCHIVE_PREFIX} {self._source_id}"
+
+
+class _QuietLogger:
+    """yt-dlp's own messages go to debug; we log one line per URL ourselves."""
+
+    def debug(self, msg: str) -> None:
+        log.debug("yt-dlp: %s", msg)
+
+    info = warning = error = debug
+
+
+def _causes(err: BaseException) -> list[BaseException]:
+    """The error and what caused it, through yt-dlp's `exc_info`/`cause` and Python's chaining."""
+    chain: list[BaseException] = []
+    while err is not None and err not in chain and len(chain) < 10:
+        chain.append(err)
+        exc_info = getattr(err, "exc_info", None)
+        wrapped = exc_info[1] if isinstance(exc_info, tuple) and len(exc_info) > 1 else None
+        err = wrapped or getattr(err, "cause", None) or err.__cause__ or err.__context__
+    return chain
+
+
+def classify(err: BaseException) -> DownloadFailed:
+    """Readable reason and transient flag: network trouble, 5xx, 408 and 429 may pass; the rest will not."""
+    chain = _causes(err)
+    for cause in chain:
+        if isinstance(cause, HTTPError):
+            transient = cause.status >= 500 or cause.status in (408, 429)
+            return DownloadFailed(f"HTTP {cause.status} {cause.reason or ''}".strip(), transient)
+    for cause in chain:
+        if isinstance(cause, TransportError):
+            deepest = next((c for c in reversed(chain) if isinstance(c, OSError)), cause)
+            return DownloadFailed(f"network error: {deepest}", True)
+    message = _ANSI.sub("", str(err)).removeprefix("ERROR: ").strip()
+    return DownloadFailed(message or type(err).__name__, False)
+
+
+def _options(params: DownloadParams, outtmpl: str, archive: Path | None) -> dict:
+    return {
+        "format": params.format,
+        "outtmpl": outtmpl,
+        "download_archive": str(archive) if archive else None,
+        "retries": params.retries,
+        "fragment_retries": params.retries,
+        "socket_timeout": params.socket_timeout,
+        "enable_file_urls": params.allow_file_urls,
+        "ffmpeg_location": str(ffmpeg_bin_dir()),
+        "noplaylist": True,
+        "cachedir": False,
+        "quiet": True,
+        "no_warnings": True,
+        "noprogress": True,
+        "logger": _QuietLogger(),
+    }
+
+
+def _check_file_url(url: str, params: DownloadParams) -> None:
+    """Fail local file URLs early with a reason a user can act on."""
+    path = file_url_path(url)
+    if path is None:
+        return
+    if not params.allow_file_urls:
+        raise DownloadFailed("file URLs are disabled; set download.allow_file_urls: true in params.yaml", False)
+    if not path.is_file():
+        raise DownloadFailed(f"no such file {path} (for the demo corpus run the demo stage first)", False)
+
+
+def fetch(source: Source, url: str, out_dir: Path, params: DownloadParams, archive: Path | None) -> Path:
+    """One attempt at `url` (resolved) into `out_dir/<id>.<ext>`; raises DownloadFailed."""
+    _check_file_url(url, params)
+    options = _options(params, str(out_dir / f"{source.id}.%(ext)s"), archive)
+    try:
+        with _SourceDownloader(options, source.id) as ydl:
+            info = ydl.extract_info(url, download=False, process=False)
+            if info and info.get("_type") in ("playlist", "multi_video"):
+                raise DownloadFailed("a playlist, not one song; list each song's URL on its own", False)
+            if info:  # None: yt-dlp found it in the archive (a race with another run)
+                ydl.process_ie_result(info, download=True)
+    except yt_dlp.utils.YoutubeDLError as err:
+        raise classify(err) from None
+    except OSError as err:
+        raise DownloadFailed(f"cannot write to {out_dir}: {err}", False) from None
+    found = _existing(out_dir, source.id)
+    if found is None:
+        raise DownloadFailed("yt-dlp finished without writing a file (no audio format matched "
+                             f"download.format {params.format!r}?)", False)
+    return found
+
+
+def _existing(out_dir: Path, source_id: str) -> Path | None:
+    """A finished download of `source_id` (never yt-dlp's `.part`/`.ytdl` leftovers)."""
+    done = [p for p in out_dir.glob(f"{source_id}.*") if p.suffix not in (".part", ".ytdl", ".temp")]
+    return sorted(done)[0] if done else None
+
+
+def fetch_with_retries(source: Source, url: str, out_dir: Path, params: DownloadParams,
+                       archive: Path | None) -> tuple[Path, int]:
+    """Retry transient failures with exponential backoff; returns (file, attempts)."""
+    attempt = 1
+    while True:
+        try:
+            return fetch(source, url, out_dir, params, archive), attempt
+        except DownloadFailed as failure:
+            failure.attempts = attempt
+            if not failure.transient or attempt >= params.retries:
+                raise
+        time.sleep(params.backoff_seconds * 2 ** (attempt - 1))
+        attempt += 1
+
+
+def _archived(archive: Path) -> set[str]:
+    if not archive.is_file():
+        return set()
+    return {line.strip() for line in archive.read_text(encoding="utf-8").splitlines()}
+
+
+def _relative(path: Path) -> str:
+    """Repository-relative (the working directory) when inside it, else absolute; `/` separators."""
+    path = path.resolve()
+    try:
+        return path.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _describe(path: Path) -> dict:
+    """ext, duration (s, None when soundfile cannot read the container) and sha256 of a download."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    try:
+        duration = round(sf.info(str(path)).duration, 3)
+    except (sf.LibsndfileError, RuntimeError):
+        duration = None
+    return {"path": _relative(path), "ext": path.suffix[1:], "duration": duration, "sha256": digest.hexdigest()}
+
+
+def download_source(source: Source, manifest_dir: Path, raw: Path, params: DownloadParams) -> dict:
+    """Fetch one manifest entry unless the archive and file show it is done; returns its record."""
+    record = {"id": source.id, "url": source.url, "role": source.role, "title": source.title,
+              "license": source.license, "status": "failed", "reason": None, "path": None, "ext": None,
+              "duration": None, "sha256": None, "attempts": 0}
+    out_dir = raw / source.role
+    out_dir.mkdir(parents=True, exist_ok=True)
+    archive = raw / "archive.txt"
+    done = _existing(out_dir, source.id)
+    archived = f"{ARCHIVE_PREFIX} {source.id}" in _archived(archive)
+    if archived and done is not None:
+        return record | {"status": "ok"} | _describe(done)
+    try:
+        # an archive line without its file is stale: download again without yt-dlp skipping it
+        path, attempts = fetch_with_retries(source, resolve_url(source.url, manifest_dir), out_dir,
+                                            params, None if archived else archive)
+    except DownloadFailed as failure:
+        return record | {"reason": failure.reason, "attempts": failure.attempts}
+    return record | {"status": "ok", "attempts": attempts} | _describe(path)
+
+
+def _check_roles(records: list[dict], manifest: Path, report: Path) -> None:
+    """StageError when a role has no usable source, listing that role's failures."""
+    for role in ROLES:
+        mine = [r for r in records if r["role"] == role]
+        if any(r["status"] == "ok" for r in mine):
+            continue
+        failures = "; ".join(f"{r['url']}: {r['reason']}" for r in mine) or "the manifest lists none"
+        raise StageError(f"no usable {role} source in {manifest} ({failures}); fix or replace these "
+                         f"URLs in the manifest and run again (details in {report})")
+
+
+def download(params: Params) -> list[dict]:
+    """Fetch every source of `download.sources` into `paths.raw`; returns the downloads.jsonl records."""
+    manifest = Path(params.download.sources)
+    sources = load_sources(manifest)
+    raw = Path(params.paths.raw)
+    raw.mkdir(parents=True, exist_ok=True)
+    records = []
+    for source in sources:
+        record = download_source(source, manifest.parent, raw, params.download)
+        if record["status"] == "ok":
+            note = "kept   " if record["attempts"] == 0 else "ok     "  # kept: archive and file already there
+            log.info("%s %-12s %s -> %s", note, source.role, source.url, record["path"])
+        else:
+            log.warning("failed  %-12s %s: %s", source.role, source.url, record["reason"])
+        records.append(record)
+    report = raw / "downloads.jsonl"
+    report.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    _check_roles(records, manifest, report)
+    return records
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_stage("download", lambda p: download(p), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
