@@ -87,7 +87,7 @@ class ValidateParams:
 class IndexParams:
     seed: int = 0
     val_fraction: float = 0.15
-    test_fraction: float = 0.15
+    test_fraction: float = 0.25
     snippet_seconds: float = 1.0
     hop_seconds: float = 0.5
     activity_threshold_db: float = -40.0
@@ -133,6 +133,7 @@ class TrainParams:
     compile: bool = False
     amp: bool = True
     log_every: int = 10
+    checkpoint_every: int = 50
     seed: int = 0
 
 
@@ -320,6 +321,10 @@ def _check_ranges(p: Params) -> None:
     _require(p.train.batch_size >= 1, "train.batch_size", "must be at least 1")
     _require(p.train.lr > 0, "train.lr", "must be > 0")
     _require(p.train.workers >= 0, "train.workers", "must be >= 0")
+    _require(p.train.log_every >= 1 and p.train.checkpoint_every >= 1, "train.checkpoint_every",
+             "log_every and checkpoint_every must be >= 1 step")
+    _require(p.train.batch_size <= p.data.examples_per_epoch, "train.batch_size",
+             "must be <= data.examples_per_epoch (an epoch holds at least one step)")
     _require(p.separate.chunk_seconds > 0, "separate.chunk_seconds", "must be > 0")
     _require(p.separate.overlap_seconds >= 0, "separate.overlap_seconds", "must be >= 0")
     _require(p.separate.batch_size >= 1, "separate.batch_size", "must be at least 1")

@@ -11,21 +11,26 @@ class GatedResidualLayer(nn.Module):
     """One non-causal dilated conv with gated activation, residual and skip 1x1 convs.
 
     x: (batch, filters, samples) -> (residual output (batch, filters, samples),
-    skip (batch, skip_filters, samples)).
+    skip (batch, skip_filters, samples)). The last layer of the network has no
+    residual conv (`residual=False`): nothing reads its residual output, and an
+    unused parameter would break DistributedDataParallel's gradient sync.
     """
 
-    def __init__(self, filters: int, skip_filters: int, kernel_size: int, dilation: int):
+    def __init__(self, filters: int, skip_filters: int, kernel_size: int, dilation: int, residual: bool = True):
         super().__init__()
         total = dilation * (kernel_size - 1)
         self.pad = (total // 2, total - total // 2)
         self.dilated = nn.Conv1d(filters, 2 * filters, kernel_size, dilation=dilation)
-        self.residual = nn.Conv1d(filters, filters, 1)
+        self.residual = nn.Conv1d(filters, filters, 1) if residual else None
         self.skip = nn.Conv1d(filters, skip_filters, 1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         filt, gate = self.dilated(F.pad(x, self.pad)).chunk(2, dim=1)
         z = torch.tanh(filt) * torch.sigmoid(gate)
-        return x + F.relu(self.residual(z)), F.relu(self.skip(z))
+        skip = F.relu(self.skip(z))
+        if self.residual is None:
+            return x, skip
+        return x + F.relu(self.residual(z)), skip
 
 
 class VocNet(nn.Module):
@@ -49,7 +54,7 @@ class VocNet(nn.Module):
         self.channels = channels
         self.input = nn.Conv1d(channels, filters, 1)
         self.layers = nn.ModuleList(
-            GatedResidualLayer(filters, skip_filters, kernel_size, 2 ** (i % layers_per_stack))
+            GatedResidualLayer(filters, skip_filters, kernel_size, 2 ** (i % layers_per_stack), i < layers - 1)
             for i in range(layers)
         )
         self.output = nn.Conv1d(skip_filters, channels, 1)
@@ -64,6 +69,17 @@ class VocNet(nn.Module):
         """Number of input samples that influence one output sample."""
         before, after = self.context
         return before + 1 + after
+
+    def macs_per_sample(self) -> int:
+        """Multiply-accumulates of one forward pass per output sample (conv weights only)."""
+        macs = self.input.in_channels * self.input.out_channels + self.output.in_channels * self.output.out_channels
+        for layer in self.layers:
+            conv = layer.dilated
+            macs += conv.in_channels * conv.out_channels * conv.kernel_size[0]
+            macs += layer.skip.in_channels * layer.skip.out_channels
+            if layer.residual is not None:
+                macs += layer.residual.in_channels * layer.residual.out_channels
+        return macs
 
     def forward(self, mixture: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.input(mixture))

@@ -1,0 +1,1 @@
+"""Training mechanics behind the train stage: losses, steps, resumable state, DDP, reports."""

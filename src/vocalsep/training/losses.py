@@ -1,0 +1,57 @@
+"""Training losses and the validation metric, on waveforms `(batch, channels, samples)`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+STFT_RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))  # (n_fft, hop): short to long windows
+
+
+def l1_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The seed's mean absolute error over every sample."""
+    return F.l1_loss(estimate, target)
+
+
+def stft_magnitude_loss(estimate: torch.Tensor, target: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    """Spectral convergence + log-magnitude L1 at one resolution (Yamamoto et al., Parallel WaveGAN)."""
+    n_fft = min(n_fft, estimate.shape[-1])  # segments shorter than the window shrink it
+    hop = min(hop, max(1, n_fft // 4))
+    window = torch.hann_window(n_fft, device=estimate.device)
+
+    def magnitude(x: torch.Tensor) -> torch.Tensor:
+        spec = torch.stft(x.reshape(-1, x.shape[-1]).float(), n_fft, hop, window=window, return_complex=True)
+        return spec.abs().clamp_min(1e-7)
+
+    est, ref = magnitude(estimate), magnitude(target)
+    convergence = torch.linalg.norm(ref - est) / torch.linalg.norm(ref).clamp_min(1e-7)
+    return convergence + F.l1_loss(est.log(), ref.log())
+
+
+def l1_stft_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L1 on the waveform plus the mean multi-resolution STFT magnitude loss."""
+    spectral = sum(stft_magnitude_loss(estimate, target, n, h) for n, h in STFT_RESOLUTIONS)
+    return l1_loss(estimate, target) + spectral / len(STFT_RESOLUTIONS)
+
+
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "l1": l1_loss,
+    "l1_stft": l1_stft_loss,
+}
+
+
+def si_sdr(estimate: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Scale-invariant SDR in dB per example, channels flattened: `(batch, ...)` -> `(batch,)`.
+
+    The target is projected onto the estimate's scale (Le Roux et al. 2019); a
+    silent target or estimate gives a very low value instead of NaN.
+    """
+    est = estimate.reshape(estimate.shape[0], -1).double()
+    ref = target.reshape(target.shape[0], -1).double()
+    scale = (est * ref).sum(-1, keepdim=True) / ((ref * ref).sum(-1, keepdim=True) + eps)
+    projection = scale * ref
+    noise = est - projection
+    ratio = ((projection * projection).sum(-1) + eps) / ((noise * noise).sum(-1) + eps)
+    return (10 * torch.log10(ratio)).float()

@@ -1,0 +1,116 @@
+"""The train stage on a tiny corpus: the loss falls, outputs and checkpoints follow the contract,
+MLflow holds the run, and a second run resumes or starts fresh as its params say."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import mlflow
+import pytest
+import torch
+
+from tests.model.corpus import tiny_params, write_corpus
+from vocalsep.model import load_checkpoint, load_model
+from vocalsep.stages.train import train
+
+
+@pytest.fixture
+def single_thread():
+    """One intra-op thread: on a shared 2-core machine two threads run several times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def corpus_params(tmp_params, tmp_path, monkeypatch, single_thread, mlflow_db):
+    write_corpus(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tiny_params(tmp_params, tmp_path)
+
+
+def _csv_losses(path):
+    rows = path.read_text().split()
+    assert rows[0] == "step,loss"
+    return [(int(s), float(v)) for s, v in (r.split(",") for r in rows[1:])]
+
+
+@pytest.mark.slow
+def test_tiny_run_learns_and_records_everything(corpus_params, tmp_path):
+    params = dataclasses.replace(corpus_params, train=dataclasses.replace(
+        corpus_params.train, epochs=8, lr=3e-3, lr_schedule="constant", early_stopping_patience=8))
+    metrics = train(params)
+
+    written = json.loads((tmp_path / "metrics/train.json").read_text())
+    assert written == metrics and written["steps"] == 8 * 8 and written["epochs"] == 8
+    assert written["examples_per_second"] > 0 and 0 <= written["best_epoch"] < 8
+    losses = [v for _, v in _csv_losses(tmp_path / "plots/train_loss.csv")]
+    assert len(losses) == 64 // 2
+    assert sum(losses[-4:]) / 4 < 0.7 * sum(losses[:2]) / 2, losses
+
+    best, last = load_checkpoint(tmp_path / "models/checkpoints/best.pt"), load_checkpoint(
+        tmp_path / "models/checkpoints/last.pt")
+    for key in ("class", "kwargs", "state", "git_sha", "params", "mlflow_run_id"):
+        assert key in best and key in last
+    assert best["params"]["train"]["lr"] == 3e-3 and best["val_si_sdr"] == written["val_si_sdr"]
+    for key in ("optimizer", "scheduler", "rng", "step", "epoch"):
+        assert key in last
+    assert last["step"] == 64 and best["mlflow_run_id"] == last["mlflow_run_id"]
+    assert load_model(tmp_path / "models/checkpoints/best.pt").receptive_field > 1
+
+    client = mlflow.MlflowClient(params.tracking.uri)
+    run = client.get_run(best["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model.filters"] == "8" and run.data.params["train.lr"] == "0.003"
+    assert run.data.params["paths.index"] == params.paths.index
+    assert {"train_loss", "lr", "val_l1", "val_si_sdr", "examples_per_second"} <= set(run.data.metrics)
+    assert len(client.get_metric_history(run.info.run_id, "val_si_sdr")) == 8
+    assert {"git_sha", "device", "data_hash"} <= set(run.data.tags)
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "plots")] == ["plots/train_loss.png"]
+    audio = {a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(run.info.run_id, "audio/val")}
+    assert audio == {f"val_{i}_{n}.wav" for i in range(3) for n in ("mixture", "target", "estimate")}
+    artifacts_root = run.info.artifact_uri.removeprefix("file://")
+    assert artifacts_root.startswith(str(tmp_path / "mlruns/artifacts"))
+
+
+@pytest.mark.slow
+def test_second_run_resumes_when_params_match_and_restarts_when_not(corpus_params, tmp_path):
+    first = train(corpus_params)
+    last = tmp_path / "models/checkpoints/last.pt"
+    run_id = load_checkpoint(last)["mlflow_run_id"]
+
+    again = train(corpus_params)  # finished run, same params: nothing left to do
+    assert again == first
+    assert load_checkpoint(last)["mlflow_run_id"] == run_id
+
+    changed = dataclasses.replace(corpus_params, train=dataclasses.replace(
+        corpus_params.train, epochs=1, loss="l1_stft"))
+    fresh = train(changed)
+    assert fresh["steps"] == 8 and load_checkpoint(last)["mlflow_run_id"] != run_id
+    assert load_checkpoint(last)["params"]["train"]["loss"] == "l1_stft"
+
+
+@pytest.mark.slow
+def test_early_stopping_ends_the_run_after_patience_epochs(corpus_params, tmp_path):
+    # an lr far below float32 resolution leaves the weights, hence val SI-SDR, unchanged
+    frozen = dataclasses.replace(corpus_params, train=dataclasses.replace(
+        corpus_params.train, epochs=5, lr=1e-20, lr_schedule="constant", early_stopping_patience=2))
+    metrics = train(frozen)
+    assert metrics["best_epoch"] == 0 and metrics["epochs"] == 3 and metrics["steps"] == 3 * 8
+    assert load_checkpoint(tmp_path / "models/checkpoints/last.pt")["progress"]["stopped_early"]
+    assert train(frozen)["steps"] == 3 * 8  # a stopped run stays stopped when re-run
+
+
+@pytest.mark.gpu
+def test_few_steps_on_cuda_with_bf16(corpus_params, tmp_path):
+    params = dataclasses.replace(corpus_params, train=dataclasses.replace(
+        corpus_params.train, device="cuda", amp=True, epochs=1))
+    metrics = train(params)
+    assert metrics["steps"] == 8 and metrics["val_l1"] == metrics["val_l1"]  # not NaN
+    best = load_checkpoint(tmp_path / "models/checkpoints/best.pt")
+    assert all(t.device.type == "cpu" and torch.isfinite(t).all() for t in best["state"].values())
+    client = mlflow.MlflowClient(params.tracking.uri)
+    assert client.get_run(best["mlflow_run_id"]).data.tags["device"].startswith("cuda")
