@@ -5,13 +5,24 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 # subcommand -> "module:function(argv) -> int", imported only when used
 COMMANDS = {
     "summary": ("vocalsep.summary:main", "print where the pipeline's results are and the headline numbers"),
-    "separate": ("vocalsep.separate:main", "separate vocals from audio files"),
+    "separate": ("vocalsep.separate_cli:main", "separate vocals from audio files"),
     "serve-flows": ("flows.serve:main", "serve the Prefect deployments from one process"),
 }
+
+
+def _import_from_repo(module: str) -> None:
+    """`flows` belongs to the repository (it works on that DVC workspace), not the installed library:
+    import it from the current folder, which must be the repository root."""
+    root = Path.cwd()
+    if not (root / module.split(".")[0] / "__init__.py").is_file():
+        raise SystemExit(f"vocalsep: {root} has no {module.split('.')[0]}/ folder; "
+                         "run this command from the repository root")
+    sys.path.insert(0, str(root))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,6 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     target, _ = COMMANDS[argv[0]]
     module, func = target.split(":")
+    if module.startswith("flows."):
+        _import_from_repo(module)
     return int(getattr(importlib.import_module(module), func)(argv[1:]) or 0)
 
 

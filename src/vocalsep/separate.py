@@ -1,0 +1,181 @@
+"""The one separation core: any length of stereo audio through the model, chunk by chunk.
+
+A song stays on the host as numpy; it is cut into chunks, each read with the
+model's receptive context on both sides, batches of those windows go to the
+device, the context is trimmed off and the chunks are cross-faded back
+(overlap-add, weights normalised by their sum) into a preallocated output.
+Peak device memory depends on chunk size and batch size, never on song length.
+
+Near the song's edges a window is shifted to start (or end) exactly at the
+edge instead of being padded: the network zero-pads each layer itself, so a
+window that shares the song's edge sees exactly what the whole-song pass sees.
+The chunked output therefore equals one whole-song pass up to float rounding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from vocalsep.config import SeparateParams
+from vocalsep.model import build_model, load_checkpoint
+
+MODEL_URI_SCHEMES = ("models:/", "runs:/")
+DEFAULT_SAMPLE_RATE = 44100  # of checkpoints whose params lack audio.sample_rate
+
+
+def chunk_offsets(length: int, chunk: int, hop: int) -> list[int]:
+    """Starts of chunks `[start, start + chunk)` covering `[0, length)` exactly.
+
+    Starts step by `hop`; the last chunk is moved back to end at `length`, so
+    no chunk runs past the end. A length up to `chunk` gives the single start 0
+    (that chunk is then shorter: `min(chunk, length)`).
+    """
+    if length <= 0 or chunk <= 0 or hop <= 0:
+        raise ValueError(f"length, chunk and hop must be positive, got {length}, {chunk}, {hop}")
+    if length <= chunk:
+        return [0]
+    starts = list(range(0, length - chunk, hop))
+    return starts + [length - chunk]
+
+
+def fade_window(chunk: int, overlap: int) -> np.ndarray:
+    """Cross-fade weights `(chunk,)` float32: linear ramps of `overlap` samples at both ends, 1 between.
+
+    Every weight is > 0 (ramps run over (0, 1]), so a sample covered by a
+    single chunk, such as the song's first and last, still gets a weight.
+    """
+    weights = np.ones(chunk, dtype=np.float32)
+    overlap = min(overlap, chunk // 2)
+    if overlap > 0:
+        ramp = np.arange(1, overlap + 1, dtype=np.float32) / (overlap + 1)
+        weights[:overlap] = ramp
+        weights[chunk - overlap:] = ramp[::-1]
+    return weights
+
+
+def overlap_add(output: np.ndarray, weight_sum: np.ndarray, piece: np.ndarray, start: int, weights: np.ndarray) -> None:
+    """Add `piece * weights` into `output` at `start`, and `weights` into `weight_sum` (in place).
+
+    output: `(channels, samples)`, weight_sum: `(samples,)`, piece: `(channels, n)`,
+    weights: `(n,)`. Dividing `output` by `weight_sum` afterwards normalises the blend.
+    """
+    stop = start + piece.shape[-1]
+    output[:, start:stop] += piece * weights
+    weight_sum[start:stop] += weights
+
+
+def context_window(start: int, chunk: int, length: int, context: tuple[int, int]) -> tuple[int, int]:
+    """`(window_start, window_length)` around chunk `[start, start + chunk)` inside `[0, length)`.
+
+    The window has `context` (before, after) samples around the chunk, shifted
+    to stay inside the song; every window of a song has the same length, so
+    windows batch together.
+    """
+    size = min(length, chunk + context[0] + context[1])
+    return min(max(start - context[0], 0), length - size), size
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA when present, else CPU; `cpu`/`cuda` are taken as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _batches(items: list[int], size: int) -> Iterator[list[int]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def separate(
+    model: nn.Module,
+    mixture: np.ndarray,
+    *,
+    chunk_samples: int,
+    overlap_samples: int,
+    batch_size: int,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    context: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Vocals of `mixture`: `(channels, samples)` float32 in, `(channels, samples)` float32 out.
+
+    channels is the model's (2 for VocNet). The model must map `(batch,
+    channels, n)` to the same shape; it is moved to `device` and put in eval
+    mode. `context` = (before, after) samples it looks around each output
+    sample, by default its `.context` (give it for exported graphs, which lose
+    that property). `overlap_samples` is the cross-fade length between
+    neighbouring chunks (at most half a chunk).
+    """
+    mixture = np.ascontiguousarray(mixture, dtype=np.float32)
+    if mixture.ndim != 2 or mixture.shape[-1] == 0:
+        raise ValueError(f"mixture must be (channels, samples) with samples > 0, got shape {mixture.shape}")
+    length = mixture.shape[-1]
+    chunk = min(chunk_samples, length)
+    overlap = min(overlap_samples, chunk // 2)
+    starts = chunk_offsets(length, chunk, chunk - overlap)
+    weights = fade_window(chunk, overlap)
+    output = np.zeros_like(mixture)
+    weight_sum = np.zeros(length, dtype=np.float32)
+    device = torch.device(device)
+    model = model.to(device).eval()
+    context = tuple(model.context if context is None else context)
+    with torch.inference_mode():
+        for batch in tqdm(list(_batches(starts, batch_size)), desc="separate", unit="batch", disable=not progress):
+            windows = [context_window(s, chunk, length, context) for s in batch]
+            stacked = np.stack([mixture[:, w:w + size] for w, size in windows])
+            estimate = model(torch.from_numpy(stacked).to(device)).float().cpu().numpy()
+            for piece, start, (w, _) in zip(estimate, batch, windows):
+                overlap_add(output, weight_sum, piece[:, start - w:start - w + chunk], start, weights)
+    output /= weight_sum
+    return output
+
+
+def separate_with_params(
+    model: nn.Module, mixture: np.ndarray, sample_rate: int, params: SeparateParams, progress: bool = False
+) -> np.ndarray:
+    """`separate` with chunk, overlap, batch and device from `params.separate` (seconds -> samples)."""
+    return separate(
+        model,
+        mixture,
+        chunk_samples=max(1, round(params.chunk_seconds * sample_rate)),
+        overlap_samples=round(params.overlap_seconds * sample_rate),
+        batch_size=params.batch_size,
+        device=resolve_device(params.device),
+        progress=progress,
+    )
+
+
+def checkpoint_path(spec: str) -> Path:
+    """A local checkpoint path, or the checkpoint behind a `models:/...` or `runs:/...` MLflow URI."""
+    if spec.startswith(MODEL_URI_SCHEMES):
+        from vocalsep.serving import checkpoint_from_uri
+
+        return Path(checkpoint_from_uri(spec))
+    return Path(spec)
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu") -> tuple[nn.Module, int]:
+    """Rebuild a checkpoint's model (eval mode, on `device`) and read its rate (params audio.sample_rate)."""
+    model = build_model(ckpt["class"], ckpt["kwargs"])
+    model.load_state_dict(ckpt["state"])
+    sample_rate = int(((ckpt.get("params") or {}).get("audio") or {}).get("sample_rate", DEFAULT_SAMPLE_RATE))
+    return model.to(resolve_device(str(device))).eval(), sample_rate
+
+
+def load_separator(spec: str, device: str | torch.device = "cpu") -> tuple[nn.Module, int]:
+    """The model of a checkpoint path or MLflow model URI (eval mode, on `device`) and its sample rate."""
+    return model_from_checkpoint(load_checkpoint(checkpoint_path(spec), map_location="cpu"), device)
+
+
+def load_separator_model(spec: str, device: str | torch.device = "cpu") -> nn.Module:
+    """The model of a checkpoint path or MLflow model URI, in eval mode on `device`."""
+    return load_separator(spec, device)[0]
+

@@ -1,0 +1,119 @@
+"""`vocalsep separate INPUT... -o OUTDIR`: vocals and accompaniment stems for audio files.
+
+Each input (any format `vocalsep.audio.read_audio` decodes, any rate and
+channel count) is turned stereo, resampled to the model's rate, separated by
+the core, resampled back and written as `OUTDIR/<input stem>/vocals.wav` and
+`accompaniment.wav` at the input's rate and length. Stems are 32-bit float WAV
+so nothing clips and `vocals + accompaniment` gives the mixture back.
+
+Channels: a mono input gives mono stems (the model sees it on both sides and
+its two vocal channels are averaged); any other input gives stereo stems of
+its stereo down-mix (`audio.to_stereo`), which is what the stems sum to.
+
+A file that is missing, empty or undecodable is reported on one line and
+the other files still run; the exit code is 1 if any file failed, 2 if the
+model or the params cannot be loaded, else 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+from tqdm import tqdm
+
+from vocalsep.audio import read_audio, resample, to_stereo, write_audio
+from vocalsep.config import ParamsError, SeparateParams, load_params
+from vocalsep.errors import VocalsepError
+from vocalsep.separate import load_separator, separate_with_params
+
+DEFAULT_MODEL = "models:/vocalsep@champion"
+STEM_SUBTYPE = "FLOAT"
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="vocalsep separate", description="Separate vocals from audio files.")
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
+                        help="audio files (wav, flac, mp3, ogg, m4a, ...)")
+    parser.add_argument("-o", "--out", required=True, type=Path, metavar="OUTDIR",
+                        help="folder for <stem>/{vocals,accompaniment}.wav")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"checkpoint path, or MLflow models:/ or runs:/ URI (default: {DEFAULT_MODEL})")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"),
+                        help="params file for the separate section (default: params.yaml; defaults if absent)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides separate.device")
+    return parser.parse_args(argv)
+
+
+def separate_params(path: Path, device: str | None) -> SeparateParams:
+    """The `separate` section of `path` (defaults when the default file is absent), device overridden."""
+    params = load_params(path).separate if path.exists() or path != Path("params.yaml") else SeparateParams()
+    return dataclasses.replace(params, device=device) if device else params
+
+
+def separate_file(
+    model: nn.Module, model_rate: int, params: SeparateParams, path: Path, progress: bool = False
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Stems of one file: `(vocals, accompaniment, sample_rate)`, each `(frames, channels)` float32.
+
+    channels is 1 for a mono input, else 2; frames and rate are the input's.
+    """
+    audio, rate = read_audio(path)
+    mixture = to_stereo(audio)
+    at_model_rate = resample(mixture, rate, model_rate)
+    vocals = separate_with_params(model, at_model_rate.T, model_rate, params, progress=progress).T
+    vocals = _fit_length(resample(np.ascontiguousarray(vocals), model_rate, rate), mixture.shape[0])
+    if audio.shape[1] == 1:
+        mixture, vocals = audio, vocals.mean(axis=1, keepdims=True)
+    return vocals, mixture - vocals, rate
+
+
+def _fit_length(x: np.ndarray, frames: int) -> np.ndarray:
+    """Trim or zero-pad `(frames', channels)` to `frames`: resampling there and back may be off by one."""
+    if x.shape[0] >= frames:
+        return x[:frames]
+    return np.pad(x, ((0, frames - x.shape[0]), (0, 0)))
+
+
+def output_folder(out: Path, path: Path, taken: set[str]) -> Path:
+    """`out/<stem>`, with `-2`, `-3`... when an earlier input of this run had the same stem."""
+    name, k = path.stem, 1
+    while name in taken:
+        k += 1
+        name = f"{path.stem}-{k}"
+    taken.add(name)
+    return out / name
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        params = separate_params(args.params, args.device)
+        model, model_rate = load_separator(args.model, params.device)
+    except (ParamsError, VocalsepError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    failed, taken = 0, set()
+    for path in tqdm(args.inputs, desc="files", unit="file"):
+        try:
+            vocals, accompaniment, rate = separate_file(model, model_rate, params, path, progress=True)
+        except VocalsepError as err:
+            print(f"error: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        folder = output_folder(args.out, path, taken)
+        write_audio(folder / "vocals.wav", vocals, rate, subtype=STEM_SUBTYPE)
+        write_audio(folder / "accompaniment.wav", accompaniment, rate, subtype=STEM_SUBTYPE)
+        print(f"{path} -> {folder}/{{vocals,accompaniment}}.wav")
+    if failed:
+        print(f"{failed} of {len(args.inputs)} file(s) failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""The separation core: chunked output == one whole-input pass; the `vocalsep separate` CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from vocalsep.config import SeparateParams
+from vocalsep.model import VocNet, save_checkpoint
+from vocalsep.separate import (
+    chunk_offsets,
+    context_window,
+    fade_window,
+    load_separator,
+    overlap_add,
+    separate,
+    separate_with_params,
+)
+from vocalsep.separate_cli import main as separate_main
+from vocalsep.separate_cli import output_folder
+
+KWARGS = {"filters": 8, "skip_filters": 8, "layers": 6, "layers_per_stack": 6}
+MODEL_RATE = 16000
+
+
+@pytest.fixture(scope="module")
+def model() -> VocNet:
+    torch.manual_seed(0)
+    return VocNet(**KWARGS).eval()
+
+
+def whole(model: VocNet, mixture: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+        return model(torch.from_numpy(mixture)[None])[0].numpy()
+
+
+@pytest.mark.parametrize("length", [1, 37, 100, 128, 129, 1000, 2345])
+def test_chunked_equals_whole_input(model, length):
+    mixture = np.random.default_rng(length).standard_normal((2, length)).astype(np.float32)
+    chunked = separate(model, mixture, chunk_samples=128, overlap_samples=20, batch_size=3)
+    assert chunked.shape == mixture.shape and chunked.dtype == np.float32
+    assert np.abs(chunked - whole(model, mixture)).max() < 1e-4
+
+
+def test_chunks_smaller_than_the_receptive_field_still_match(model):
+    mixture = np.random.default_rng(1).standard_normal((2, 500)).astype(np.float32)
+    assert model.receptive_field > 16
+    chunked = separate(model, mixture, chunk_samples=16, overlap_samples=4, batch_size=64)
+    assert np.abs(chunked - whole(model, mixture)).max() < 1e-4
+
+
+def test_context_can_be_given_for_models_without_the_property(model):
+    wrapped = torch.nn.Sequential(model)  # as an exported graph: no `.context`
+    mixture = np.random.default_rng(4).standard_normal((2, 700)).astype(np.float32)
+    chunked = separate(wrapped, mixture, chunk_samples=64, overlap_samples=8, batch_size=4, context=model.context)
+    assert np.abs(chunked - whole(model, mixture)).max() < 1e-4
+
+
+def test_silence_gives_the_whole_input_silence_response(model):
+    silence = np.zeros((2, 1500), dtype=np.float32)
+    chunked = separate(model, silence, chunk_samples=256, overlap_samples=32, batch_size=2)
+    assert np.isfinite(chunked).all()
+    assert np.abs(chunked - whole(model, silence)).max() < 1e-4
+
+
+def test_separate_with_params_converts_seconds(model):
+    mixture = np.random.default_rng(2).standard_normal((2, 3000)).astype(np.float32)
+    params = SeparateParams(chunk_seconds=0.05, overlap_seconds=0.01, batch_size=2, device="auto")
+    out = separate_with_params(model, mixture, 8000, params)
+    assert np.abs(out - whole(model, mixture)).max() < 1e-4
+
+
+@pytest.mark.parametrize("length,chunk,hop", [(1, 10, 5), (10, 10, 3), (11, 10, 3), (1000, 128, 100), (777, 64, 64)])
+def test_chunk_offsets_cover_the_input_exactly(length, chunk, hop):
+    starts = chunk_offsets(length, chunk, hop)
+    size = min(chunk, length)
+    covered = np.zeros(length, dtype=int)
+    for s in starts:
+        assert 0 <= s and s + size <= length
+        covered[s:s + size] += 1
+    assert covered.min() >= 1
+    assert starts == sorted(set(starts)) and starts[0] == 0 and starts[-1] + size == length
+    assert all(b - a <= hop for a, b in zip(starts, starts[1:]))
+
+
+@pytest.mark.parametrize("chunk,overlap", [(100, 0), (100, 10), (100, 50), (7, 3)])
+def test_fade_weights_normalise_to_one(chunk, overlap):
+    length = 1003
+    weights = fade_window(chunk, overlap)
+    assert weights.shape == (chunk,) and (weights > 0).all() and weights.max() <= 1
+    ones = np.ones((2, length), dtype=np.float32)
+    output, weight_sum = np.zeros_like(ones), np.zeros(length, dtype=np.float32)
+    for s in chunk_offsets(length, chunk, chunk - min(overlap, chunk // 2)):
+        overlap_add(output, weight_sum, ones[:, s:s + chunk], s, weights)
+    np.testing.assert_allclose(output / weight_sum, 1.0, rtol=1e-6)
+
+
+def test_context_window_keeps_the_context_inside_the_song():
+    context = (31, 32)
+    for start in [0, 5, 40, 500, 872]:
+        w, size = context_window(start, 128, 1000, context)
+        assert 0 <= w and w + size <= 1000 and size == 128 + 63
+        assert start - w >= min(start, context[0])
+        assert (w + size) - (start + 128) >= min(1000 - start - 128, context[1])
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, model):
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(path, model, KWARGS, params={"audio": {"sample_rate": MODEL_RATE}}, git_sha="test")
+    return path
+
+
+def test_load_separator_reads_the_model_rate(checkpoint, model):
+    loaded, rate = load_separator(str(checkpoint), "cpu")
+    assert rate == MODEL_RATE
+    mixture = np.random.default_rng(3).standard_normal((2, 300)).astype(np.float32)
+    assert np.array_equal(whole(loaded, mixture), whole(model, mixture))
+
+
+def tone(rate: int, channels: int, seconds: float = 0.6) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    sides = [0.3 * np.sin(2 * np.pi * (220 + 110 * c) * t) + 0.05 * np.sin(2 * np.pi * 3000 * t)
+             for c in range(channels)]
+    return np.stack(sides, axis=1).astype(np.float32)
+
+
+@pytest.mark.slow
+def test_cli_writes_stems_at_the_input_rate_and_reports_bad_files(tmp_path, checkpoint, capsys):
+    inputs = []
+    for ext, rate, channels in [("wav", 22050, 1), ("flac", 48000, 2), ("mp3", 22050, 1), ("mp3", 48000, 2)]:
+        path = tmp_path / f"{ext}_{rate}_{channels}.{ext}"
+        sf.write(path, tone(rate, channels), rate)
+        inputs.append(path)
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    missing = tmp_path / "missing.flac"
+    out = tmp_path / "out"
+    args = [str(p) for p in [inputs[0], missing, *inputs[1:], empty]]
+    code = separate_main(args + ["-o", str(out), "--model", str(checkpoint), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "missing.flac" in err and "not found" in err
+    assert "empty.wav" in err and "empty" in err.split("empty.wav", 1)[1].splitlines()[0]
+    for path in inputs:
+        mixture, rate = sf.read(path, dtype="float32", always_2d=True)
+        stems = {name: sf.read(out / path.stem / f"{name}.wav", dtype="float32", always_2d=True)
+                 for name in ("vocals", "accompaniment")}
+        for stem, stem_rate in stems.values():
+            assert stem_rate == rate and stem.shape == mixture.shape
+        vocals, accompaniment = stems["vocals"][0], stems["accompaniment"][0]
+        np.testing.assert_allclose(vocals + accompaniment, mixture, atol=1e-5)
+        assert np.abs(vocals).max() > 0
+
+
+def test_output_folders_of_inputs_with_the_same_stem_differ(tmp_path):
+    taken: set[str] = set()
+    folders = [output_folder(tmp_path, Path(p), taken) for p in ("a/song.wav", "b/song.mp3", "song.flac", "other.wav")]
+    assert [f.name for f in folders] == ["song", "song-2", "song-3", "other"]
+
+
+def test_cli_exits_1_when_the_only_file_is_missing(tmp_path, checkpoint, capsys):
+    code = separate_main([str(tmp_path / "nope.wav"), "-o", str(tmp_path / "out"), "--model", str(checkpoint)])
+    assert code == 1 and "nope.wav" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "nope").exists()
+
+
+def test_cli_reports_a_missing_model_in_one_line(tmp_path, capsys):
+    wav = tmp_path / "a.wav"
+    sf.write(wav, tone(8000, 2), 8000)
+    code = separate_main([str(wav), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "none.pt")])
+    err = capsys.readouterr().err
+    assert code == 2 and "none.pt" in err and len(err.strip().splitlines()) == 1
