@@ -1,0 +1,186 @@
+"""The served model: an MLflow pyfunc around the separation core, and the promotion rule.
+
+The pyfunc takes either form of a request (see docs/serving.md):
+
+- a mixture array `(samples, 2)` float32 as `model_input` (soundfile's
+  layout); the answer is the vocals `(samples, 2)` float32;
+- encoded audio (wav, flac, ogg, mp3, ...) as the base64 string in the
+  `audio_base64` parameter, with any one-row placeholder array as input; the
+  answer is `{"vocals_base64": <32-bit float WAV at the input's rate>}`.
+
+Bad requests raise MLflow's INVALID_PARAMETER_VALUE error, which the scoring
+server answers with HTTP 400 and the message. This module imports nothing of
+MLflow but the PythonModel base class; MLflow calls live in `vocalsep.tracking`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+from mlflow.pyfunc import PythonModel
+
+from vocalsep.config import DEFAULT_PARAMS, Params, SeparateParams, TrackingParams, load_params
+from vocalsep.errors import AudioError, VocalsepError
+
+CHECKPOINT_ARTIFACT = "checkpoint"
+CONFIG_ARTIFACT = "serving_config"
+AUDIO_PARAM = "audio_base64"
+VOCALS_KEY = "vocals_base64"
+CHANNELS = 2
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """What the served model needs besides the weights: rate, input limit, separation settings."""
+
+    sample_rate: int
+    max_seconds: float
+    separate: SeparateParams
+
+    @classmethod
+    def from_params(cls, params: Params) -> ServingConfig:
+        return cls(params.audio.sample_rate, params.export.max_seconds, params.separate)
+
+    @classmethod
+    def read(cls, path: str | Path) -> ServingConfig:
+        values = json.loads(Path(path).read_text())
+        return cls(int(values["sample_rate"]), float(values["max_seconds"]), SeparateParams(**values["separate"]))
+
+    def write(self, path: str | Path) -> Path:
+        values = {"sample_rate": self.sample_rate, "max_seconds": self.max_seconds,
+                  "separate": dataclasses.asdict(self.separate)}
+        Path(path).write_text(json.dumps(values, indent=2) + "\n")
+        return Path(path)
+
+    def max_frames(self, sample_rate: int) -> int:
+        return math.floor(self.max_seconds * sample_rate)
+
+
+def _invalid(message: str) -> Exception:
+    from vocalsep.tracking import invalid_input
+
+    return invalid_input(message)
+
+
+def mixture_from_array(model_input: Any, max_frames: int) -> np.ndarray:
+    """A request array `(samples, 2)` -> the core's mixture `(2, samples)` float32, or a 400 error."""
+    values = model_input.to_numpy() if hasattr(model_input, "to_numpy") else model_input
+    try:
+        array = np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise _invalid("inputs: expected numbers shaped (samples, 2) (left, right per row)") from None
+    if array.ndim != 2 or array.shape[1] != CHANNELS or array.shape[0] == 0:
+        raise _invalid(f"inputs: expected shape (samples, 2) with samples > 0, got {array.shape}")
+    if array.shape[0] > max_frames:
+        raise _invalid(f"inputs: {array.shape[0]} samples is longer than the limit of {max_frames} "
+                       "(export.max_seconds at the model's rate); send a shorter excerpt")
+    if not np.isfinite(array).all():
+        raise _invalid("inputs: contains NaN or infinite values; send finite samples")
+    return np.ascontiguousarray(array.T)
+
+
+def decode_audio(encoded: Any, sample_rate: int, max_seconds: float) -> tuple[np.ndarray, int, int]:
+    """base64 audio file -> (mixture `(2, samples)` at `sample_rate`, input rate, input frames)."""
+    from vocalsep.audio import read_bytes, resample, to_stereo
+
+    if not isinstance(encoded, str):
+        raise _invalid(f"{AUDIO_PARAM}: expected a base64 string, got {type(encoded).__name__}")
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise _invalid(f"{AUDIO_PARAM}: not valid base64; encode the audio file's bytes with base64") from None
+    try:
+        audio, rate = read_bytes(data, AUDIO_PARAM)
+    except AudioError as err:
+        raise _invalid(f"{AUDIO_PARAM}: not decodable audio ({err}); send wav, flac, ogg or mp3 bytes") from None
+    seconds = audio.shape[0] / rate
+    if seconds > max_seconds:
+        raise _invalid(f"{AUDIO_PARAM}: {seconds:.1f} s of audio is longer than the limit of {max_seconds:g} s "
+                       "(export.max_seconds); send a shorter excerpt")
+    mixture = resample(to_stereo(audio), rate, sample_rate)
+    return np.ascontiguousarray(mixture.T, dtype=np.float32), rate, audio.shape[0]
+
+
+def encode_wav(audio: np.ndarray, sample_rate: int) -> str:
+    """`(2, samples)` float32 -> base64 of a 32-bit float WAV (nothing clips, nothing is rounded)."""
+    buffer = io.BytesIO()
+    sf.write(buffer, audio.T, sample_rate, format="WAV", subtype="FLOAT")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+class VocalSeparator(PythonModel):
+    """MLflow pyfunc: the separation core around a self-describing checkpoint."""
+
+    def load_context(self, context: Any) -> None:
+        from vocalsep.model import load_model
+
+        self.config = ServingConfig.read(context.artifacts[CONFIG_ARTIFACT])
+        self.model = load_model(context.artifacts[CHECKPOINT_ARTIFACT])
+
+    # np.ndarray is the one input hint MLflow neither warns about nor turns into a second signature.
+    def predict(self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None) -> Any:
+        """`(samples, 2)` float32 -> vocals `(samples, 2)`; with `audio_base64` -> `{"vocals_base64": ...}`."""
+        encoded = (params or {}).get(AUDIO_PARAM) or ""
+        if encoded:
+            return {VOCALS_KEY: self.separate_encoded(encoded)}
+        mixture = mixture_from_array(model_input, self.config.max_frames(self.config.sample_rate))
+        return self.separate_mixture(mixture).T
+
+    def separate_mixture(self, mixture: np.ndarray) -> np.ndarray:
+        """`(2, samples)` at the model's rate -> vocals `(2, samples)`."""
+        from vocalsep.separate import separate_with_params
+
+        return separate_with_params(self.model, mixture, self.config.sample_rate, self.config.separate)
+
+    def separate_encoded(self, encoded: str) -> str:
+        """base64 audio file -> base64 WAV of the vocals at the input's rate and length."""
+        from vocalsep.audio import resample
+
+        rate = self.config.sample_rate
+        mixture, input_rate, frames = decode_audio(encoded, rate, self.config.max_seconds)
+        vocals = resample(np.ascontiguousarray(self.separate_mixture(mixture).T), rate, input_rate)[:frames]
+        if vocals.shape[0] < frames:  # resampling there and back may lose a frame
+            vocals = np.pad(vocals, ((0, frames - vocals.shape[0]), (0, 0)))
+        return encode_wav(vocals.T, input_rate)
+
+
+def beats_champion(new_metric: float, champion_metric: float | None) -> bool:
+    """The promotion rule: a new version becomes champion only by a strictly better metric.
+
+    No champion yet (None) lets any finite metric win; NaN never wins, and a
+    champion whose metric is unknown (NaN) is replaced by any finite one.
+    """
+    if not math.isfinite(new_metric):
+        return False
+    return champion_metric is None or not math.isfinite(champion_metric) or new_metric > champion_metric
+
+
+def checkpoint_from_uri(uri: str, tracking: TrackingParams | None = None) -> Path:
+    """The local checkpoint behind `models:/name@alias`, `models:/name/version` or `runs:/...`.
+
+    The store is `MLFLOW_TRACKING_URI` when set, else `tracking.uri` (default:
+    params.yaml's in the working directory). Downloads the model's artifacts
+    and returns the path of the one `.pt` file among them.
+    """
+    from vocalsep.tracking import download_model_artifacts
+
+    if tracking is None:
+        tracking = load_params(DEFAULT_PARAMS).tracking if DEFAULT_PARAMS.exists() else TrackingParams()
+    local = Path(download_model_artifacts(uri, tracking))
+    if local.is_file():
+        return local
+    found = sorted(local.rglob("*.pt"))
+    if len(found) != 1:
+        raise VocalsepError(f"{uri}: expected one checkpoint (.pt) in the model's artifacts, found {len(found)}; "
+                            "point at a model logged by the export stage")
+    return found[0]

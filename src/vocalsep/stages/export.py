@@ -1,0 +1,205 @@
+"""Export stage: TorchScript and ONNX graphs checked against eager, a registered pyfunc, the promotion rule.
+
+Reads `<paths.checkpoints>/best.pt` and `<paths.metrics>/eval.json`; writes
+`<paths.export>/{model.ts,model.onnx,serving.json}` and
+`<paths.metrics>/registry.json`. The pyfunc (the separation core around the
+checkpoint, `vocalsep.serving.VocalSeparator`) is logged in the training run
+when it is still in the store, registered as a new version of
+`export.registered_model`, and given the alias `champion` only when its
+`export.metric` beats the current champion's; otherwise `challenger`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from importlib.metadata import version as installed_version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+import vocalsep
+from vocalsep import tracking
+from vocalsep.config import Params
+from vocalsep.errors import StageError
+from vocalsep.model import load_checkpoint, load_model
+from vocalsep.serving import (AUDIO_PARAM, CHANNELS, CHECKPOINT_ARTIFACT, CONFIG_ARTIFACT, ServingConfig,
+                              VocalSeparator, beats_champion)
+from vocalsep.stages._cli import run_stage
+
+log = logging.getLogger(__name__)
+
+# What the served model imports (vocalsep's own code ships with it): pinned to this environment.
+SERVING_DISTRIBUTIONS = ("torch", "numpy", "soundfile", "soxr", "mlflow", "pyloudnorm", "pyyaml", "tqdm",
+                         "imageio-ffmpeg")
+
+
+def check_lengths(model: nn.Module) -> tuple[int, int]:
+    """Two input lengths for the graph checks: one and about three receptive fields (odd, to catch rounding)."""
+    field = max(int(getattr(model, "receptive_field", 256)), 256)
+    return field + 1, 3 * field + 101
+
+
+def compare_graph(name: str, run: Callable[[torch.Tensor], np.ndarray], model: nn.Module,
+                  lengths: Sequence[int], tolerance: float) -> float:
+    """Max |exported - eager| over random `(2, 2, n)` inputs of each length; StageError above `tolerance`."""
+    generator = torch.Generator().manual_seed(0)
+    worst = 0.0
+    for n in lengths:
+        mixture = torch.randn(2, CHANNELS, n, generator=generator) * 0.1
+        with torch.inference_mode():
+            expected = model(mixture).numpy()
+        got = run(mixture)
+        if got.shape != expected.shape:
+            raise StageError(f"{name}: output shape {got.shape} differs from eager {expected.shape} at {n} samples")
+        worst = max(worst, float(np.abs(got - expected).max()))
+    if not worst < tolerance:
+        raise StageError(f"{name}: max |exported - eager| = {worst:.3g} exceeds export.tolerance {tolerance:g}; "
+                         "the graph does not reproduce the model, do not ship it")
+    log.info("%s matches eager: max abs diff %.3g over lengths %s", name, worst, list(lengths))
+    return worst
+
+
+def export_torchscript(model: nn.Module, path: Path, tolerance: float) -> float:
+    """Trace to TorchScript `(batch, 2, samples)` -> same; returns the checked max abs diff."""
+    lengths = check_lengths(model)
+    with torch.inference_mode(False), torch.no_grad():
+        traced = torch.jit.trace(model, torch.zeros(1, CHANNELS, lengths[0]))
+    traced.save(str(path))
+    loaded = torch.jit.load(str(path))
+    return compare_graph(path.name, lambda x: loaded(x).detach().numpy(), model, lengths, tolerance)
+
+
+def export_onnx(model: nn.Module, path: Path, tolerance: float) -> float:
+    """ONNX with dynamic batch and time axes (input `mixture`, output `vocals`), checked with onnxruntime."""
+    import onnxruntime
+
+    lengths = check_lengths(model)
+    dims = {0: torch.export.Dim("batch", min=1), 2: torch.export.Dim("samples", min=2)}
+    try:
+        torch.onnx.export(model, (torch.zeros(1, CHANNELS, lengths[0]),), str(path), dynamo=True,
+                          input_names=["mixture"], output_names=["vocals"],
+                          dynamic_shapes={"mixture": dims}, verbose=False)
+    except Exception as err:  # the exporter raises many types; the stage reports one line
+        raise StageError(f"{path}: ONNX export failed ({type(err).__name__}: {err}); "
+                         "set export.onnx: false to skip ONNX") from None
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return compare_graph(path.name, lambda x: session.run(None, {"mixture": x.numpy()})[0], model, lengths,
+                         tolerance)
+
+
+def read_eval_metrics(path: Path, metric: str) -> dict[str, float]:
+    """`eval.json` as `{name: number}`; StageError when missing or without `metric`."""
+    try:
+        values = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise StageError(f"{path}: not found; run the evaluate stage first (dvc repro evaluate)") from None
+    except ValueError as err:
+        raise StageError(f"{path}: not valid JSON ({err}); re-run the evaluate stage") from None
+    numbers = {k: v for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if metric not in numbers:
+        raise StageError(f"{path}: has no number {metric!r} (export.metric); "
+                         f"found {', '.join(numbers) or 'none'}; re-run evaluate or change export.metric")
+    return numbers
+
+
+def data_hash(lock: Path) -> str:
+    """md5 over the train stage's data deps (`path:md5` lines) in dvc.lock; 'unknown' without a lock."""
+    try:
+        stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    except (OSError, yaml.YAMLError):
+        return "unknown"
+    deps = [d for d in (stages.get("train") or {}).get("deps", []) if not str(d.get("path", "")).startswith("src/")]
+    if not deps:
+        return "unknown"
+    lines = sorted(f"{d['path']}:{d.get('md5') or d.get('hash') or ''}" for d in deps)
+    return hashlib.md5("\n".join(lines).encode()).hexdigest()
+
+
+def pip_requirements() -> list[str]:
+    """Exact installed versions of what the served model imports."""
+    return [f"{name}=={installed_version(name)}" for name in SERVING_DISTRIBUTIONS]
+
+
+def input_example(sample_rate: int) -> np.ndarray:
+    """50 ms of quiet seeded noise, `(samples, 2)` float32: small enough to store in the MLmodel folder."""
+    rng = np.random.default_rng(0)
+    return (0.1 * rng.standard_normal((sample_rate // 20, CHANNELS))).astype(np.float32)
+
+
+def promote(registered_model: str, version: str, metric: str, new_metric: float) -> dict[str, Any]:
+    """Apply the promotion rule to a fresh `version`; returns the decision record (see registry.json)."""
+    current = tracking.version_by_alias(registered_model, "champion")
+    champion_metric = None
+    if current is not None:
+        champion_metric = float(current[1].get(metric, "nan"))
+    if beats_champion(new_metric, champion_metric):
+        tracking.set_alias(registered_model, "champion", version)
+        decision, champion_version = "champion", version
+    else:
+        tracking.set_alias(registered_model, "challenger", version)
+        decision, champion_version = "challenger", current[0]
+    return {"registered_model": registered_model, "version": version, "champion_version": champion_version,
+            "decision": decision, "metric": metric, "new_metric": new_metric, "champion_metric": champion_metric,
+            "previous_champion_version": current[0] if current else None,
+            "model_uri": f"models:/{registered_model}/{version}"}
+
+
+def register(params: Params, checkpoint: Path, metrics: dict[str, float], lock: Path) -> dict[str, Any]:
+    """Log the pyfunc (in the training run when it still exists), register a version, promote or not."""
+    ckpt = load_checkpoint(checkpoint)
+    config = ServingConfig.from_params(params).write(Path(params.paths.export) / "serving.json")
+    tags = {**metrics, "metric": params.export.metric, "git_sha": ckpt.get("git_sha") or "unknown",
+            "data_hash": data_hash(lock)}
+    with tracking.start_run(params.tracking, run_id=ckpt.get("mlflow_run_id"), run_name="export") as run_id:
+        model_uri = tracking.log_pyfunc_model(
+            VocalSeparator(),
+            artifacts={CHECKPOINT_ARTIFACT: str(checkpoint), CONFIG_ARTIFACT: str(config)},
+            signature=tracking.serving_signature(CHANNELS, (AUDIO_PARAM,)),
+            input_example=input_example(params.audio.sample_rate),
+            pip_requirements=pip_requirements(),
+            code_paths=[str(Path(vocalsep.__file__).parent)],
+        )
+        name, metric = params.export.registered_model, params.export.metric
+        version = tracking.register_version(model_uri, name, tags)
+        record = {**promote(name, version, metric, float(metrics[metric])),
+                  "run_id": run_id, "logged_model_uri": model_uri}
+        tracking.set_tags({f"registry.{k}": record[k] for k in ("version", "decision", "champion_version")})
+        tracking.log_metrics({f"registry.{k}": record[k] for k in ("new_metric", "champion_metric")
+                              if record[k] is not None})
+    return record
+
+
+def export(params: Params, lock: Path = Path("dvc.lock")) -> dict[str, Any]:
+    """Run the stage; returns the registry record also written to `<paths.metrics>/registry.json`."""
+    checkpoint = Path(params.paths.checkpoints) / "best.pt"
+    model = load_model(checkpoint)
+    metrics = read_eval_metrics(Path(params.paths.metrics) / "eval.json", params.export.metric)
+    out = Path(params.paths.export)
+    out.mkdir(parents=True, exist_ok=True)
+    export_torchscript(model, out / "model.ts", params.export.tolerance)
+    if params.export.onnx:
+        export_onnx(model, out / "model.onnx", params.export.tolerance)
+    record = register(params, checkpoint, metrics, lock)
+    path = Path(params.paths.metrics) / "registry.json"
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    champion = "none" if record["champion_metric"] is None else f"{record['champion_metric']:.3f}"
+    print(f"export: {params.export.registered_model} version {record['version']} "
+          f"{params.export.metric} {record['new_metric']:.3f} vs champion {champion} -> "
+          f"{record['decision']}; champion is version {record['champion_version']}")
+    return record
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_stage("export", lambda p: export(p), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""The served pyfunc, the exported graphs and the promotion rule, in-process against a temporary MLflow store."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import io
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from mlflow.exceptions import MlflowException
+
+from tests.conftest import REPO_ROOT, relocate_paths
+from vocalsep import tracking
+from vocalsep.config import load_params, params_to_dict
+from vocalsep.errors import StageError, VocalsepError
+from vocalsep.model import VocNet, load_model, save_checkpoint
+from vocalsep.separate import separate_with_params
+from vocalsep.serving import AUDIO_PARAM, VOCALS_KEY, beats_champion, checkpoint_from_uri, encode_wav
+from vocalsep.stages.export import (compare_graph, data_hash, export_onnx, export_torchscript, read_eval_metrics,
+                                    register)
+
+TINY = {"filters": 4, "skip_filters": 6, "layers": 4, "layers_per_stack": 2}
+RATE = 8000
+
+
+def tiny_params(root: Path):
+    """Real params under `root`: 8 kHz, 50 ms chunks, a 1 s input limit, a store of its own."""
+    params = relocate_paths(load_params(REPO_ROOT / "params.yaml"), root)
+    return dataclasses.replace(
+        params,
+        audio=dataclasses.replace(params.audio, sample_rate=RATE),
+        separate=dataclasses.replace(params.separate, chunk_seconds=0.05, overlap_seconds=0.01, device="cpu"),
+        export=dataclasses.replace(params.export, max_seconds=1.0),
+        tracking=dataclasses.replace(params.tracking, uri=f"sqlite:///{root}/mlruns/mlflow.db",
+                                     artifacts=str(root / "mlruns" / "artifacts")),
+    )
+
+
+def write_checkpoint(params, seed: int) -> Path:
+    torch.manual_seed(seed)
+    path = Path(params.paths.checkpoints) / "best.pt"
+    save_checkpoint(path, VocNet(**TINY), TINY, params=params_to_dict(params))
+    return path
+
+
+def noise(frames: int, seed: int = 0) -> np.ndarray:
+    """Quiet seeded stereo noise `(frames, 2)` float32."""
+    return (0.1 * np.random.default_rng(seed).standard_normal((frames, 2))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """(params, checkpoint, registry record, pyfunc loaded from the store) for one registered tiny model."""
+    root = tmp_path_factory.mktemp("serving")
+    params = tiny_params(root)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", params.tracking.uri)
+        checkpoint = write_checkpoint(params, seed=0)
+        Path(params.paths.export).mkdir(parents=True)
+        record = register(params, checkpoint, {"si_sdr": 1.0, "sdr": 0.5}, root / "dvc.lock")
+        model = mlflow.pyfunc.load_model(record["model_uri"])
+        yield params, checkpoint, record, model
+
+
+def core(params, checkpoint: Path, mixture: np.ndarray) -> np.ndarray:
+    """The separation core directly: `(frames, 2)` -> `(frames, 2)`."""
+    return separate_with_params(load_model(checkpoint), mixture.T, params.audio.sample_rate, params.separate).T
+
+
+@pytest.mark.slow
+def test_array_input_equals_separation_core(served):
+    params, checkpoint, _, model = served
+    mixture = noise(1234)  # several chunks, the last one shorter
+    vocals = model.predict(mixture)
+    assert vocals.shape == mixture.shape and vocals.dtype == np.float32
+    np.testing.assert_allclose(vocals, core(params, checkpoint, mixture), atol=1e-4, rtol=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["WAV", "FLAC"])
+def test_base64_input_equals_separation_core(served, fmt):
+    params, checkpoint, _, model = served
+    mixture = noise(999, seed=1)
+    buffer = io.BytesIO()
+    sf.write(buffer, mixture, RATE, format=fmt, subtype="FLOAT" if fmt == "WAV" else "PCM_24")
+    decoded_input, _ = sf.read(io.BytesIO(buffer.getvalue()), dtype="float32")
+    request = {AUDIO_PARAM: base64.b64encode(buffer.getvalue()).decode()}
+    answer = model.predict(np.zeros((1, 2), np.float32), params=request)
+    vocals, rate = sf.read(io.BytesIO(base64.b64decode(answer[VOCALS_KEY])), dtype="float32")
+    assert rate == RATE
+    np.testing.assert_allclose(vocals, core(params, checkpoint, decoded_input), atol=1e-4, rtol=0)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+BAD_REQUESTS = {
+    "three channels": (np.zeros((10, 3), np.float32), None, "shape"),
+    "float64": (np.zeros((10, 2)), None, "dtype"),
+    "too long": (np.zeros((RATE + 1, 2), np.float32), None, "inputs"),
+    "not base64": (None, "%%% not base64 %%%", AUDIO_PARAM),
+    "not audio": (None, _b64(b"these bytes are no audio file at all" * 20), AUDIO_PARAM),
+    "audio too long": (None, encode_wav(np.zeros((2, 2 * RATE), np.float32), RATE), AUDIO_PARAM),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", BAD_REQUESTS)
+def test_bad_requests_are_invalid_parameter_values(served, name):
+    model = served[3]
+    array, encoded, field = BAD_REQUESTS[name]
+    with pytest.raises(MlflowException) as caught:
+        if encoded is None:
+            model.predict(array)
+        else:
+            model.predict(np.zeros((1, 2), np.float32), params={AUDIO_PARAM: encoded})
+    assert caught.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert field in caught.value.message
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bad", [np.array([["a", "b"]]), np.zeros((0, 2)), np.zeros(8), np.full((4, 2), np.nan)])
+def test_own_validation_behind_the_schema(served, bad):
+    """What the schema lets through to the model is still checked (the model may be called unwrapped)."""
+    python_model = served[3].unwrap_python_model()
+    with pytest.raises(MlflowException, match="inputs") as caught:
+        python_model.predict(None, bad)
+    assert caught.value.error_code == "INVALID_PARAMETER_VALUE"
+
+
+@pytest.mark.slow
+def test_checkpoint_from_uri_returns_the_registered_weights(served, monkeypatch):
+    params, checkpoint, record, _ = served
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", params.tracking.uri)
+    for uri in (record["model_uri"], f"models:/{params.export.registered_model}@champion"):
+        fetched = checkpoint_from_uri(uri, params.tracking)
+        state = torch.load(fetched, weights_only=False)["state"]
+        expected = torch.load(checkpoint, weights_only=False)["state"]
+        assert all(torch.equal(state[k], expected[k]) for k in expected)
+    with pytest.raises(VocalsepError, match="no-such-model"):
+        checkpoint_from_uri("models:/no-such-model/1", params.tracking)
+
+
+@pytest.mark.slow
+def test_champion_moves_only_to_a_better_version(tmp_path, monkeypatch):
+    params = tiny_params(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", params.tracking.uri)
+    Path(params.paths.export).mkdir(parents=True)
+    name = params.export.registered_model
+    decisions = []
+    for seed, si_sdr in [(0, 1.0), (1, 3.0), (2, 2.0)]:
+        record = register(params, write_checkpoint(params, seed), {"si_sdr": si_sdr}, tmp_path / "dvc.lock")
+        decisions.append((record["decision"], record["version"], record["champion_version"]))
+    assert decisions == [("champion", "1", "1"), ("champion", "2", "2"), ("challenger", "3", "2")]
+    assert record["new_metric"] == 2.0 and record["champion_metric"] == 3.0
+    champion, tags = tracking.version_by_alias(name, "champion")
+    assert champion == "2" and float(tags["si_sdr"]) == 3.0
+    assert tracking.version_by_alias(name, "challenger")[0] == "3"
+
+
+@pytest.mark.parametrize(("new", "champion", "wins"), [
+    (1.0, None, True), (2.0, 1.0, True), (1.0, 1.0, False), (0.5, 1.0, False),
+    (float("nan"), None, False), (1.0, float("nan"), True),
+])
+def test_promotion_rule(new, champion, wins):
+    assert beats_champion(new, champion) is wins
+
+
+@pytest.mark.slow
+def test_exported_graphs_equal_eager(tmp_path):
+    torch.manual_seed(0)
+    model = VocNet(**TINY).eval()
+    export_torchscript(model, tmp_path / "model.ts", 1e-4)
+    export_onnx(model, tmp_path / "model.onnx", 1e-4)
+    import onnxruntime
+
+    mixture = torch.randn(3, 2, 777)  # a batch and a length neither export saw
+    with torch.inference_mode():
+        expected = model(mixture).numpy()
+    scripted = torch.jit.load(str(tmp_path / "model.ts"))(mixture).detach().numpy()
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    onnx_out = session.run(None, {"mixture": mixture.numpy()})[0]
+    np.testing.assert_allclose(scripted, expected, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(onnx_out, expected, atol=1e-4, rtol=0)
+
+
+def test_graph_check_rejects_a_mismatch():
+    model = VocNet(**TINY).eval()
+    with pytest.raises(StageError, match="exceeds export.tolerance"):
+        compare_graph("broken", lambda x: model(x).detach().numpy() + 1e-3, model, [300], 1e-4)
+
+
+def test_eval_metrics_must_hold_the_promotion_metric(tmp_path):
+    path = tmp_path / "eval.json"
+    with pytest.raises(StageError, match="evaluate"):
+        read_eval_metrics(path, "si_sdr")
+    path.write_text(json.dumps({"sdr": 1.5, "tracks": 4}))
+    with pytest.raises(StageError, match="si_sdr"):
+        read_eval_metrics(path, "si_sdr")
+    assert read_eval_metrics(path, "sdr") == {"sdr": 1.5, "tracks": 4.0}
+
+
+def test_data_hash_follows_the_train_data_deps(tmp_path):
+    lock = tmp_path / "dvc.lock"
+    assert data_hash(lock) == "unknown"
+
+    def write(index_md5: str, code_md5: str) -> str:
+        deps = [{"path": "data/index", "md5": index_md5}, {"path": "src/vocalsep/stages/train.py", "md5": code_md5}]
+        lock.write_text(json.dumps({"schema": "2.0", "stages": {"train": {"cmd": "x", "deps": deps}}}))
+        return data_hash(lock)
+
+    first = write("aaa.dir", "c1")
+    assert first != "unknown"
+    assert write("aaa.dir", "c2") == first  # code changes are not data changes
+    assert write("bbb.dir", "c1") != first
