@@ -1,0 +1,68 @@
+"""normalize fanned out over files on Dask: the stage's own per-file function, one task per file.
+
+The serial stage and this path call the same `normalize_file` and
+`write_manifest`, so they write the same files and the same manifest. DVC
+still decides: the fan-out runs only when DVC reports the stage stale, and
+`dvc commit` records its outputs in dvc.lock afterwards, as `dvc repro` would.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task, unmapped
+from prefect.cache_policies import NO_CACHE
+from prefect_dask import DaskTaskRunner
+
+from flows.tasks import RAN, SKIPPED
+from vocalsep.config import Params, load_params
+from vocalsep.stages.normalize import normalize_file, read_downloads, write_manifest
+
+STAGE = "normalize"
+LOCAL_CLUSTER = {"n_workers": 2, "threads_per_worker": 1, "processes": True}
+
+
+@task(task_run_name="normalize {download[role]}/{download[id]}", cache_policy=NO_CACHE)
+def normalize_one(download: dict, params: Params, root: str) -> dict:
+    """One downloads.jsonl row -> its manifest row (runs on a Dask worker)."""
+    return normalize_file(download, params, Path(root))
+
+
+@flow(name="normalize-fanout")
+def normalize_files(root: str) -> int:
+    """Normalize every ok download of `root` in parallel and write the manifest; files done."""
+    logger = get_run_logger()
+    params = load_params(Path(root) / "params.yaml")
+    downloads = read_downloads(params, Path(root))
+    # dvc repro starts a stage from empty outputs; do the same so no stale file survives
+    shutil.rmtree(Path(root) / params.paths.normalized, ignore_errors=True)
+    rows = normalize_one.map(downloads, unmapped(params), unmapped(root)).result()
+    for row in rows:
+        if row["status"] != "ok":
+            logger.warning("failed %s/%s: %s", row["role"], row["id"], row["reason"])
+    logger.info("normalized %d files -> %s", len(rows), write_manifest(rows, params, Path(root)))
+    return len(rows)
+
+
+def _is_stale(root: Path) -> bool:
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return bool(repo.status([STAGE]))
+
+
+def normalize_fanout(root: Path, dask_address: str | None = None) -> str:
+    """Run normalize on Dask (`dask_address`, else a local 2-worker cluster) if DVC says it is stale."""
+    logger = get_run_logger()
+    if not _is_stale(root):
+        logger.info("stage %s skipped: DVC reports it up to date", STAGE)
+        return SKIPPED
+    runner = DaskTaskRunner(address=dask_address) if dask_address else DaskTaskRunner(cluster_kwargs=LOCAL_CLUSTER)
+    normalize_files.with_options(task_runner=runner)(str(root))
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        repo.commit(STAGE, force=True)
+    logger.info("stage %s ran on Dask; outputs committed to dvc.lock", STAGE)
+    return RAN
