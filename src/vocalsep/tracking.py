@@ -38,7 +38,7 @@ def configure(tracking: TrackingParams) -> str:
     uri = tracking_uri(tracking)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
+    _set_tracking_uri(uri)
     client = mlflow.MlflowClient()
     try:
         experiment = client.get_experiment_by_name(tracking.experiment)
@@ -50,6 +50,23 @@ def configure(tracking: TrackingParams) -> str:
         raise VocalsepError(f"MLflow tracking store {uri}: {err}; check tracking.uri or MLFLOW_TRACKING_URI") from None
     mlflow.set_experiment(tracking.experiment)
     return uri
+
+
+def _set_tracking_uri(uri: str) -> None:
+    """Point MLflow at `uri` without leaving it in MLFLOW_TRACKING_URI.
+
+    mlflow.set_tracking_uri also exports the environment variable, which
+    `tracking_uri()` reads as the user's own choice: left there, the first store
+    configured in a process would win over every later params file.
+    """
+    import mlflow
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
 
 
 @contextmanager
@@ -202,7 +219,7 @@ def download_model_artifacts(uri: str, tracking: TrackingParams) -> str:
     """Local copy of the artifacts behind a `models:/` or `runs:/` URI, from the store `tracking_uri(tracking)`."""
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri(tracking))
+    _set_tracking_uri(tracking_uri(tracking))
     try:
         return mlflow.artifacts.download_artifacts(artifact_uri=uri)
     except mlflow.exceptions.MlflowException as err:

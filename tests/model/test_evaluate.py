@@ -42,10 +42,8 @@ def tracking_params(tmp_path_factory, mlflow_template_db):
     root = tmp_path_factory.mktemp("mlruns")
     shutil.copyfile(mlflow_template_db, root / "mlflow.db")
     uri = f"sqlite:///{root}/mlflow.db"
-    # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI, which tracking.configure prefers:
-    # pin it to this store so another module's store cannot win, and restore it afterwards.
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
         yield TrackingParams(uri=uri, artifacts=str(root / "artifacts"), experiment="vocalsep-test")
 
 

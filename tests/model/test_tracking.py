@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import mlflow
 import numpy as np
@@ -23,6 +24,17 @@ def test_environment_variable_overrides_params_uri(store, monkeypatch):
     assert tracking.tracking_uri(store) == store.uri
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
     assert tracking.tracking_uri(store) == "http://127.0.0.1:5999"
+
+
+def test_configure_leaves_no_environment_override(store, tmp_path, mlflow_db):
+    """A second store configured later in the same process is the one used (MLflow exports the URI)."""
+    tracking.configure(store)
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    other_db = tmp_path / "other.db"
+    other_db.write_bytes(mlflow_db.read_bytes())
+    other = TrackingParams(uri=f"sqlite:///{other_db}", artifacts=str(tmp_path / "art2"), experiment="t2")
+    assert tracking.configure(other) == other.uri
+    assert mlflow.get_tracking_uri() == other.uri
 
 
 def test_run_logs_params_audio_and_resumes(store, tmp_path):
