@@ -105,6 +105,7 @@ class ModelParams:
     layers: int = 10
     layers_per_stack: int = 10
     kernel_size: int = 2
+    bias: bool = True
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,16 @@ def test_context_can_be_given_for_models_without_the_property(model):
     assert np.abs(chunked - whole(model, mixture)).max() < 1e-4
 
 
+def test_silence_in_gives_silence_out_for_the_default_network(real_params):
+    torch.manual_seed(0)
+    kwargs = {k: v for k, v in vars(real_params.model).items() if k != "name"}
+    assert kwargs["bias"] is False  # the default profile is the silence-preserving network
+    model = VocNet(**kwargs).eval()
+    silence = np.zeros((2, 20000), dtype=np.float32)
+    vocals = separate(model, silence, chunk_samples=4096, overlap_samples=512, batch_size=2)
+    assert vocals.shape == silence.shape and not vocals.any()
+
+
 def test_silence_gives_the_whole_input_silence_response(model):
     silence = np.zeros((2, 1500), dtype=np.float32)
     chunked = separate(model, silence, chunk_samples=256, overlap_samples=32, batch_size=2)

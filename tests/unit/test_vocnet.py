@@ -58,11 +58,11 @@ def test_checkpoint_round_trip_rebuilds_identical_model(tmp_path):
     assert not list(tmp_path.glob(".*tmp"))  # the atomic write left no temp file
 
 
-def test_silence_gives_a_constant_offset_away_from_the_edges():
-    """Zeros in give, per channel, one constant value (set by the biases alone) at every
-    output at least `context` samples from the edges, for any length. It is not zero for
-    an untrained net; nearer the edges the zero padding of the hidden activations makes
-    the value differ. So silence in gives a DC offset out, not silence."""
+def test_seed_biases_turn_silence_into_a_constant_offset():
+    """With the seed's biases (bias=True), zeros in give, per channel, one constant value
+    at every output at least `context` samples from the edges, for any length. It is not
+    zero for an untrained net: silence in gives a DC offset out, which is why params.yaml
+    sets model.bias false."""
     torch.manual_seed(0)
     model = VocNet(**TINY).eval()
     before, after = model.context
@@ -72,6 +72,19 @@ def test_silence_gives_a_constant_offset_away_from_the_edges():
     assert torch.allclose(interior, interior[:, :1].expand_as(interior), atol=1e-6)
     assert torch.allclose(long[0, :, before:500 - after].mean(-1), interior[:, 0], atol=1e-6)
     assert interior.abs().max() > 0  # the offset is real: a trained model must learn it away
+
+
+@pytest.mark.parametrize("length", [1, 300, 4000])
+def test_bias_free_network_maps_silence_to_exact_silence(length):
+    torch.manual_seed(0)
+    model = VocNet(**TINY, bias=False).eval()
+    with torch.no_grad():
+        for p in model.parameters():  # large random weights: exactness must not hinge on small values
+            p.add_(torch.randn_like(p))
+        assert torch.equal(model(torch.zeros(2, 2, length)), torch.zeros(2, 2, length))
+        assert model(torch.randn(1, 2, length)).abs().max() > 0
+    gate_biases = [name for name, _ in model.named_parameters() if "bias" in name]
+    assert gate_biases and all(name.endswith("gate_bias") for name in gate_biases)
 
 
 def test_macs_per_sample_counts_every_conv():

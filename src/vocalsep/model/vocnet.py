@@ -14,18 +14,24 @@ class GatedResidualLayer(nn.Module):
     skip (batch, skip_filters, samples)). The last layer of the network has no
     residual conv (`residual=False`): nothing reads its residual output, and an
     unused parameter would break DistributedDataParallel's gradient sync.
+    With `bias=False` only the sigmoid gate keeps a bias: tanh(0) = 0 and
+    ReLU(0) = 0, so zeros in give exact zeros out.
     """
 
-    def __init__(self, filters: int, skip_filters: int, kernel_size: int, dilation: int, residual: bool = True):
+    def __init__(self, filters: int, skip_filters: int, kernel_size: int, dilation: int,
+                 residual: bool = True, bias: bool = True):
         super().__init__()
         total = dilation * (kernel_size - 1)
         self.pad = (total // 2, total - total // 2)
-        self.dilated = nn.Conv1d(filters, 2 * filters, kernel_size, dilation=dilation)
-        self.residual = nn.Conv1d(filters, filters, 1) if residual else None
-        self.skip = nn.Conv1d(filters, skip_filters, 1)
+        self.dilated = nn.Conv1d(filters, 2 * filters, kernel_size, dilation=dilation, bias=bias)
+        self.gate_bias = None if bias else nn.Parameter(torch.zeros(filters, 1))
+        self.residual = nn.Conv1d(filters, filters, 1, bias=bias) if residual else None
+        self.skip = nn.Conv1d(filters, skip_filters, 1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         filt, gate = self.dilated(F.pad(x, self.pad)).chunk(2, dim=1)
+        if self.gate_bias is not None:
+            gate = gate + self.gate_bias
         z = torch.tanh(filt) * torch.sigmoid(gate)
         skip = F.relu(self.skip(z))
         if self.residual is None:
@@ -39,6 +45,9 @@ class VocNet(nn.Module):
     Input and output are `(batch, 2, samples)`; the output has the input's length.
     Dilation of layer i is 2 ** (i mod layers_per_stack); padding is split on
     both sides, so each output sample sees context before and after it.
+    `bias=True` is the seed's network; `bias=False` drops every bias except the
+    gates', which makes the map from silence to silence exact (no DC offset
+    where there are no vocals) at no cost in compute.
     """
 
     def __init__(
@@ -49,15 +58,16 @@ class VocNet(nn.Module):
         layers_per_stack: int = 10,
         kernel_size: int = 2,
         channels: int = 2,
+        bias: bool = True,
     ):
         super().__init__()
         self.channels = channels
-        self.input = nn.Conv1d(channels, filters, 1)
+        self.input = nn.Conv1d(channels, filters, 1, bias=bias)
         self.layers = nn.ModuleList(
-            GatedResidualLayer(filters, skip_filters, kernel_size, 2 ** (i % layers_per_stack), i < layers - 1)
+            GatedResidualLayer(filters, skip_filters, kernel_size, 2 ** (i % layers_per_stack), i < layers - 1, bias)
             for i in range(layers)
         )
-        self.output = nn.Conv1d(skip_filters, channels, 1)
+        self.output = nn.Conv1d(skip_filters, channels, 1, bias=bias)
 
     @property
     def context(self) -> tuple[int, int]:
