@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import io
 import json
 from pathlib import Path
@@ -15,9 +14,9 @@ import soundfile as sf
 import torch
 from mlflow.exceptions import MlflowException
 
-from tests.conftest import REPO_ROOT, relocate_paths
+from tests.serving_helpers import RATE, TINY, tiny_params
 from vocalsep import tracking
-from vocalsep.config import load_params, params_to_dict
+from vocalsep.config import params_to_dict
 from vocalsep.errors import StageError, VocalsepError
 from vocalsep.model import VocNet, load_model, save_checkpoint
 from vocalsep.separate import separate_with_params
@@ -25,21 +24,6 @@ from vocalsep.serving import AUDIO_PARAM, VOCALS_KEY, beats_champion, checkpoint
 from vocalsep.stages.export import (compare_graph, data_hash, export_onnx, export_torchscript, read_eval_metrics,
                                     register)
 
-TINY = {"filters": 4, "skip_filters": 6, "layers": 4, "layers_per_stack": 2}
-RATE = 8000
-
-
-def tiny_params(root: Path):
-    """Real params under `root`: 8 kHz, 50 ms chunks, a 1 s input limit, a store of its own."""
-    params = relocate_paths(load_params(REPO_ROOT / "params.yaml"), root)
-    return dataclasses.replace(
-        params,
-        audio=dataclasses.replace(params.audio, sample_rate=RATE),
-        separate=dataclasses.replace(params.separate, chunk_seconds=0.05, overlap_seconds=0.01, device="cpu"),
-        export=dataclasses.replace(params.export, max_seconds=1.0),
-        tracking=dataclasses.replace(params.tracking, uri=f"sqlite:///{root}/mlruns/mlflow.db",
-                                     artifacts=str(root / "mlruns" / "artifacts")),
-    )
 
 
 def write_checkpoint(params, seed: int) -> Path:
