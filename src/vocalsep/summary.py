@@ -21,6 +21,18 @@ def _fmt(value: object) -> str:
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
+def registry_decision(record: dict) -> str:
+    """One sentence: which version won, on which metric, against which champion."""
+    name, version, metric = record.get("registered_model", "?"), record.get("version", "?"), record.get("metric", "?")
+    new, old = record.get("new_metric"), record.get("champion_metric")
+    previous = record.get("previous_champion_version")
+    if record.get("decision") == "champion":
+        against = f"beats version {previous} ({_fmt(old)} dB)" if previous else "no champion before it"
+        return f"{name} version {version} is now champion: {metric} {_fmt(new)} dB, {against}"
+    return (f"{name} version {version} is challenger: {metric} {_fmt(new)} dB does not beat "
+            f"champion version {record.get('champion_version', '?')} ({_fmt(old)} dB)")
+
+
 def summary_lines(params: Params) -> list[str]:
     """Human-readable lines: results per stage, eval medians, registry decision, next commands."""
     p = params.paths
@@ -44,7 +56,7 @@ def summary_lines(params: Params) -> list[str]:
         lines += ["", f"test set medians over {evaluation.get('tracks', '?')} tracks: {medians}"]
     registry = _read_json(Path(p.metrics) / "registry.json")
     if registry:
-        lines += ["", f"registry: {registry.get('decision', '?')}"]
+        lines += ["", f"registry: {registry_decision(registry)}"]
     name = params.export.registered_model
     lines += [
         "",

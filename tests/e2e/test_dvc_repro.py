@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
 import yaml
 
+from tests.serving_helpers import post, start_server, stop_group
 from tests.tiny_repo import make_tiny_repo, run, write_params
+from vocalsep.config import load_params
+from vocalsep.model import load_model
+from vocalsep.separate import separate_with_params
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -58,6 +63,35 @@ def test_second_repro_skips_every_stage(repro):
     assert ran == set()
     assert skipped == set(stage_names(repo))
     assert "changed" not in run(["dvc", "status"], repo).lower()
+
+
+def test_summary_prints_medians_decision_and_serve_command(repro):
+    repo, _ = repro
+    evaluation = json.loads((repo / "metrics/eval.json").read_text())
+    assert {"sdr", "si_sdr", "si_sdri", "mixture_sdr"} <= set(evaluation) and evaluation["tracks"] == 2
+    summary = run(["vocalsep", "summary"], repo)
+    assert f"si_sdr {evaluation['si_sdr']:.2f} dB" in summary
+    assert "registry: " in summary and "mlflow models serve -m models:/vocalsep@champion" in summary
+
+
+def test_pipeline_champion_answers_http_like_the_separation_core(repro):
+    """Trained, evaluated, exported and promoted by dvc repro; served by a real `mlflow models serve`."""
+    repo, _ = repro
+    registry = json.loads((repo / "metrics/registry.json").read_text())
+    assert (registry["decision"], registry["champion_version"]) == ("champion", registry["version"])
+    mixture, rate = sf.read(repo / "data/testset/track_00/mixture.flac", dtype="float32", frames=22050)
+    params = load_params(repo / "params.yaml")
+    model = load_model(repo / "models/checkpoints/best.pt")
+    expected = separate_with_params(model, mixture.T, rate, params.separate).T
+    process, port = start_server("models:/vocalsep@champion", f"sqlite:///{repo}/mlruns/mlflow.db", repo)
+    try:
+        status, answer = post(port, {"inputs": mixture.tolist()})
+    finally:
+        stop_group(process)
+    assert status == 200, answer
+    served = np.asarray(answer["predictions"], dtype=np.float32)
+    assert served.shape == mixture.shape and np.abs(served).max() > 0
+    np.testing.assert_allclose(served, expected, atol=1e-4, rtol=0)
 
 
 def test_sample_rate_change_reruns_normalize_onward_only(repro):

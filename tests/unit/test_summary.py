@@ -1,0 +1,38 @@
+"""`vocalsep summary`: the lines `make run` ends with."""
+
+import json
+import pathlib
+
+from vocalsep.summary import registry_decision, summary_lines
+
+def record(**overrides):
+    base = {"registered_model": "vocalsep", "version": "3", "champion_version": "3", "decision": "champion",
+            "metric": "si_sdr", "new_metric": 5.25, "champion_metric": 4.5, "previous_champion_version": "2"}
+    return {**base, **overrides}
+
+def test_champion_decision_names_versions_and_both_numbers():
+    line = registry_decision(record())
+    assert "version 3 is now champion" in line and "5.25" in line and "version 2 (4.50 dB)" in line
+
+def test_first_champion_says_there_was_none():
+    line = registry_decision(record(version="1", champion_version="1", champion_metric=None,
+                                    previous_champion_version=None))
+    assert "version 1 is now champion" in line and "no champion before it" in line
+
+def test_challenger_decision_says_champion_stays():
+    line = registry_decision(record(decision="challenger", champion_version="2", new_metric=3.0))
+    assert "version 3 is challenger" in line and "champion version 2 (4.50 dB)" in line
+
+def test_summary_marks_missing_outputs_and_reads_metrics(tmp_params):
+    metrics = tmp_params.paths.metrics
+    lines = "\n".join(summary_lines(tmp_params))
+    assert "-- checkpoints" in lines and "test set medians" not in lines
+
+    pathlib.Path(metrics).mkdir(parents=True)
+    (pathlib.Path(metrics) / "eval.json").write_text(json.dumps(
+        {"sdr": 1.5, "si_sdr": 2.25, "si_sdri": 3.0, "mixture_sdr": 0.5, "tracks": 4}))
+    (pathlib.Path(metrics) / "registry.json").write_text(json.dumps(record()))
+    lines = "\n".join(summary_lines(tmp_params))
+    assert "over 4 tracks: sdr 1.50 dB, si_sdr 2.25 dB, si_sdri 3.00 dB, mixture_sdr 0.50 dB" in lines
+    assert "registry: vocalsep version 3 is now champion" in lines
+    assert "models:/vocalsep@champion" in lines
