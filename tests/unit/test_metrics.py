@@ -83,3 +83,17 @@ def test_si_sdr_of_a_perfect_estimate_is_very_high():
     assert si_sdr(refs[0], refs[0]) > 100
     assert si_sdr(refs[0], 0.7 * refs[0].astype(np.float32)) > 100
     assert si_sdr(refs[0], refs[1]) < -10
+
+
+def test_training_si_sdr_agrees_with_the_evaluation_metric():
+    """Validation during training (batched torch, eps-stabilised) reports the metric evaluate reports."""
+    import torch
+
+    from vocalsep.training.losses import si_sdr as batched_si_sdr
+
+    rng = np.random.default_rng(7)
+    references = rng.standard_normal((3, 2, 4000))
+    estimates = references * np.array([0.5, 1.0, 2.0])[:, None, None] + 0.3 * rng.standard_normal((3, 2, 4000))
+    batched = batched_si_sdr(torch.from_numpy(estimates), torch.from_numpy(references)).numpy()
+    exact = [si_sdr(r, e) for r, e in zip(references, estimates)]
+    np.testing.assert_allclose(batched, exact, atol=1e-3)
