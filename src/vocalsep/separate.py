@@ -24,6 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from vocalsep.config import SeparateParams
+from vocalsep.devices import pick_device
 from vocalsep.model import build_model, load_checkpoint
 
 MODEL_URI_SCHEMES = ("models:/", "runs:/")
@@ -82,11 +83,9 @@ def context_window(start: int, chunk: int, length: int, context: tuple[int, int]
     return min(max(start - context[0], 0), length - size), size
 
 
-def resolve_device(name: str) -> torch.device:
-    """`auto` picks CUDA when present, else CPU; `cpu`/`cuda` are taken as given."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+def resolve_device(name: str, key: str = "separate.device") -> torch.device:
+    """`auto` picks CUDA when present, else CPU; `cuda` without a GPU is an error naming `key`."""
+    return pick_device(name, key)
 
 
 def _batches(items: list[int], size: int) -> Iterator[list[int]]:

@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from vocalsep.devices import pick_device
 from vocalsep.errors import VocalsepError
 
 
@@ -36,20 +37,11 @@ class Context:
         return self.world_size > 1
 
 
-def pick_device(choice: str, local_rank: int = 0) -> torch.device:
-    """`auto` is CUDA when present, else CPU; `cuda` without a GPU is an error naming train.device."""
-    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise VocalsepError("train.device is 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
-    return torch.device("cuda", local_rank)
-
-
 def setup(device_choice: str) -> Context:
     """Join the torchrun process group when WORLD_SIZE > 1 (NCCL on CUDA, gloo on CPU)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(device_choice, local_rank)
+    device = pick_device(device_choice, "train.device", local_rank)
     if world_size == 1:
         return Context(0, 1, device)
     if device.type == "cuda":
