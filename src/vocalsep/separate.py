@@ -173,8 +173,3 @@ def load_separator(spec: str, device: str | torch.device = "cpu") -> tuple[nn.Mo
     """The model of a checkpoint path or MLflow model URI (eval mode, on `device`) and its sample rate."""
     return model_from_checkpoint(load_checkpoint(checkpoint_path(spec), map_location="cpu"), device)
 
-
-def load_separator_model(spec: str, device: str | torch.device = "cpu") -> nn.Module:
-    """The model of a checkpoint path or MLflow model URI, in eval mode on `device`."""
-    return load_separator(spec, device)[0]
-

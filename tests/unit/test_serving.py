@@ -149,6 +149,16 @@ def test_champion_moves_only_to_a_better_version(tmp_path, monkeypatch):
     assert tracking.version_by_alias(name, "challenger")[0] == "3"
 
 
+def test_a_first_version_that_cannot_win_becomes_challenger_without_crashing(tmp_path, monkeypatch):
+    """No champion yet and a NaN metric: the version is kept as challenger and champion stays empty."""
+    params = tiny_params(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", params.tracking.uri)
+    Path(params.paths.export).mkdir(parents=True)
+    record = register(params, write_checkpoint(params, 0), {"si_sdr": float("nan")}, tmp_path / "dvc.lock")
+    assert (record["decision"], record["champion_version"]) == ("challenger", None)
+    assert tracking.version_by_alias(params.export.registered_model, "champion") is None
+
+
 @pytest.mark.parametrize(("new", "champion", "wins"), [
     (1.0, None, True), (2.0, 1.0, True), (1.0, 1.0, False), (0.5, 1.0, False),
     (float("nan"), None, False), (1.0, float("nan"), True),

@@ -145,7 +145,7 @@ def promote(registered_model: str, version: str, metric: str, new_metric: float)
         decision, champion_version = "champion", version
     else:
         tracking.set_alias(registered_model, "challenger", version)
-        decision, champion_version = "challenger", current[0]
+        decision, champion_version = "challenger", current[0] if current else None
     return {"registered_model": registered_model, "version": version, "champion_version": champion_version,
             "decision": decision, "metric": metric, "new_metric": new_metric, "champion_metric": champion_metric,
             "previous_champion_version": current[0] if current else None,
