@@ -93,6 +93,21 @@ def test_second_run_resumes_when_params_match_and_restarts_when_not(corpus_param
     assert load_checkpoint(last)["params"]["train"]["loss"] == "l1_stft"
 
 
+def test_runtime_settings_keep_progress_but_code_changes_restart(corpus_params, tmp_path, monkeypatch):
+    from vocalsep.training import state
+
+    first = train(corpus_params)
+    last = tmp_path / "models/checkpoints/last.pt"
+    run_id = load_checkpoint(last)["mlflow_run_id"]
+    runtime = dataclasses.replace(corpus_params, train=dataclasses.replace(
+        corpus_params.train, log_every=3, checkpoint_every=7, device="cpu"))
+    assert train(runtime) == first and load_checkpoint(last)["mlflow_run_id"] == run_id
+
+    monkeypatch.setattr(state, "training_code_hash", lambda: "0" * 64)  # as after an edit of the model code
+    retrained = train(corpus_params)
+    assert retrained["steps"] == first["steps"] and load_checkpoint(last)["mlflow_run_id"] != run_id
+
+
 @pytest.mark.slow
 def test_early_stopping_ends_the_run_after_patience_epochs(corpus_params, tmp_path):
     # an lr far below float32 resolution leaves the weights, hence val SI-SDR, unchanged

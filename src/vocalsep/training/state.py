@@ -62,11 +62,34 @@ def dvc_data_md5(index_dir: str, lock_path: str | Path = "dvc.lock") -> str | No
     return None
 
 
+# train settings that change how a run executes, not what it computes: changing them keeps progress
+RUNTIME_KEYS = frozenset({"device", "workers", "compile", "log_every", "checkpoint_every"})
+
+
+def training_code_hash() -> str:
+    """sha256 over the code that defines what training computes (model, data, training, train stage)."""
+    import vocalsep
+
+    root = Path(vocalsep.__file__).parent
+    files = sorted([*root.glob("model/*.py"), *root.glob("data/*.py"), *root.glob("training/*.py"),
+                    root / "stages" / "train.py"])
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def resume_key(params: Params, data_hash: str) -> dict[str, Any]:
-    """Everything that must match for last.pt to continue the current run."""
+    """Everything that must match for last.pt to continue the current run.
+
+    The params that shape the result, the data, and the training code: after a
+    code change DVC re-runs the stage, and it must retrain rather than find
+    the old run complete. Runtime settings (RUNTIME_KEYS) are left out.
+    """
     values = params_to_dict(params)
-    return {"model": values["model"], "data": values["data"], "train": values["train"],
-            "sample_rate": params.audio.sample_rate, "data_hash": data_hash}
+    train = {k: v for k, v in values["train"].items() if k not in RUNTIME_KEYS}
+    return {"model": values["model"], "data": values["data"], "train": train,
+            "sample_rate": params.audio.sample_rate, "data_hash": data_hash, "code": training_code_hash()}
 
 
 def rng_states() -> dict[str, Any]:
@@ -94,7 +117,7 @@ def load_resumable(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
         log.warning("%s cannot be read (%s); starting fresh", path, err)
         return None
     if ckpt.get("resume_key") != key:
-        log.info("%s was made with other model/data/train params or data; starting fresh", path)
+        log.info("%s was made with other model/data/train params, data or training code; starting fresh", path)
         return None
     return ckpt
 
