@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 
 TELEMETRY_OFF = {
     "DO_NOT_TRACK": "1",
@@ -31,15 +30,3 @@ def ffmpeg_exe() -> str:
 
     return imageio_ffmpeg.get_ffmpeg_exe()
 
-
-def ffmpeg_bin_dir(cache: Path | None = None) -> Path:
-    """A folder holding an `ffmpeg` executable, for tools that look it up on PATH (yt-dlp)."""
-    exe = Path(ffmpeg_exe())
-    if exe.name == "ffmpeg":
-        return exe.parent
-    cache = cache or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vocalsep" / "bin"
-    cache.mkdir(parents=True, exist_ok=True)
-    link = cache / "ffmpeg"
-    if not link.exists():
-        link.symlink_to(exe)
-    return cache

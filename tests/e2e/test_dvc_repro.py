@@ -65,6 +65,21 @@ def test_second_repro_skips_every_stage(repro):
     assert "changed" not in run(["dvc", "status"], repo).lower()
 
 
+def test_settings_that_do_not_change_results_rerun_nothing(repro):
+    repo, _ = repro
+    write_params(repo, {"download": {"retries": 2, "backoff_seconds": 0.2}, "normalize": {"workers": 2},
+                        "train": {"workers": 1, "log_every": 3}})
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], repo)
+
+
+def test_forced_download_keeps_what_it_has(repro):
+    """data/raw persists across runs, so the download archive skips every URL already fetched."""
+    repo, _ = repro
+    run(["dvc", "repro", "--force", "--single-item", "download"], repo)
+    downloads = [json.loads(line) for line in (repo / "data/raw/downloads.jsonl").read_text().splitlines()]
+    assert len(downloads) == 8 and all(d["status"] == "ok" and d["attempts"] == 0 for d in downloads)
+
+
 def test_summary_prints_medians_decision_and_serve_command(repro):
     repo, _ = repro
     evaluation = json.loads((repo / "metrics/eval.json").read_text())

@@ -23,7 +23,7 @@ import yt_dlp
 from yt_dlp.networking.exceptions import HTTPError, TransportError
 
 from vocalsep.config import DownloadParams, Params
-from vocalsep.env import ffmpeg_bin_dir
+from vocalsep.env import ffmpeg_exe
 from vocalsep.errors import StageError
 from vocalsep.sources import ROLES, Source, file_url_path, load_sources, resolve_url
 from vocalsep.stages._cli import run_stage
@@ -97,7 +97,7 @@ def _options(params: DownloadParams, outtmpl: str, archive: Path | None) -> dict
         "fragment_retries": params.retries,
         "socket_timeout": params.socket_timeout,
         "enable_file_urls": params.allow_file_urls,
-        "ffmpeg_location": str(ffmpeg_bin_dir()),
+        "ffmpeg_location": ffmpeg_exe(),  # yt-dlp takes the binary itself: no PATH shim needed
         "noplaylist": True,
         "cachedir": False,
         "quiet": True,
