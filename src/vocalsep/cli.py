@@ -5,6 +5,9 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Sequence
+
+from vocalsep.config import ParamsError
+from vocalsep.errors import VocalsepError
 from pathlib import Path
 
 # subcommand -> "module:function(argv) -> int", imported only when used
@@ -39,7 +42,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     module, func = target.split(":")
     if module.startswith("flows."):
         _import_from_repo(module)
-    return int(getattr(importlib.import_module(module), func)(argv[1:]) or 0)
+    try:
+        return int(getattr(importlib.import_module(module), func)(argv[1:]) or 0)
+    except (ParamsError, VocalsepError) as err:  # a user's mistake: one line, no traceback
+        print(f"vocalsep {argv[0]}: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """params.yaml read into frozen, typed dataclasses.
 
 `load_params()` is the only reader of params.yaml. Every section is a frozen
-dataclass; unknown keys, missing keys, wrong types and values outside an
-allowed set raise `ParamsError` naming the dotted key and what is allowed.
+dataclass; unknown keys, wrong types and values outside an allowed set or
+range raise `ParamsError` naming the dotted key and what is allowed. A key
+left out takes the dataclass default, which matches the shipped params.yaml.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ class ModelParams:
     layers: int = 10
     layers_per_stack: int = 10
     kernel_size: int = 2
-    bias: bool = True
+    bias: bool = False
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,9 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             raise ParamsError(f"{key}: expected an integer, got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str) and _is_number(value):  # YAML 1.1 reads 1e-4 as a string
+            raise ParamsError(f"{key}: expected a number, got the string {value!r}; "
+                              f"write it as {float(value)!r} (YAML needs a dot in 1.0e-4)")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ParamsError(f"{key}: expected a number, got {value!r}")
         return float(value)
@@ -221,6 +225,14 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             raise ParamsError(f"{key}: expected a string, got {value!r}")
         return value
     raise ParamsError(f"{key}: unsupported schema type {hint!r}")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _build(cls: type, values: dict, prefix: str = "") -> Any:
@@ -238,11 +250,7 @@ def _build(cls: type, values: dict, prefix: str = "") -> Any:
         if name in values:
             key = f"{prefix}.{name}" if prefix else name
             kwargs[name] = _coerce(values[name], hints[name], key)
-    params = cls(**kwargs)
-    check = getattr(params, "_check", None)
-    if check:
-        check()
-    return params
+    return cls(**kwargs)
 
 
 def params_from_dict(values: dict) -> Params:
@@ -297,6 +305,13 @@ def _check_ranges(p: Params) -> None:
     _require(0 < p.demo.min_seconds <= p.demo.max_seconds, "demo.min_seconds", "must be > 0 and <= demo.max_seconds")
     _require(p.download.retries >= 1, "download.retries", "must be at least 1")
     _require(p.download.socket_timeout > 0, "download.socket_timeout", "must be > 0 seconds")
+    _require(p.download.backoff_seconds >= 0, "download.backoff_seconds", "must be >= 0 seconds")
+    _require(0 < p.normalize.clipping_level <= 1, "normalize.clipping_level", "must be in (0, 1]")
+    _require(p.validate.min_loudness_lufs < p.validate.max_loudness_lufs, "validate.min_loudness_lufs",
+             "must be < validate.max_loudness_lufs")
+    _require(p.index.testset_tracks >= 1, "index.testset_tracks", "must be at least 1")
+    _require(p.index.testset_seconds > 0, "index.testset_seconds", "must be > 0 seconds")
+    _require(p.evaluate.window_seconds > 0, "evaluate.window_seconds", "must be > 0 seconds")
     _require(p.normalize.peak_ceiling_db <= 0, "normalize.peak_ceiling_db", "must be <= 0 dBFS")
     _require(p.normalize.workers >= 1, "normalize.workers", "must be at least 1")
     _require(p.validate.min_files_per_role >= 1, "validate.min_files_per_role", "must be at least 1")

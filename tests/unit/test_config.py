@@ -40,6 +40,13 @@ def test_bad_choice_lists_allowed_values():
         ({"data": {"gain_db": [1.0]}}, "data.gain_db"),
         ({"data": {"segment_seconds": 5.0}}, "data.segment_seconds"),
         ({"index": {"val_fraction": 0.6, "test_fraction": 0.5}}, "index.val_fraction"),
+        ({"train": {"lr": "1e-4"}}, "train.lr"),
+        ({"download": {"backoff_seconds": -1}}, "download.backoff_seconds"),
+        ({"index": {"testset_seconds": 0}}, "index.testset_seconds"),
+        ({"index": {"testset_tracks": 0}}, "index.testset_tracks"),
+        ({"evaluate": {"window_seconds": 0}}, "evaluate.window_seconds"),
+        ({"validate": {"min_loudness_lufs": -5.0}}, "validate.min_loudness_lufs"),
+        ({"normalize": {"clipping_level": 1.5}}, "normalize.clipping_level"),
     ],
 )
 def test_wrong_values_name_the_field(values, key):
@@ -55,3 +62,13 @@ def test_params_are_frozen(real_params):
 def test_missing_file_is_clear(tmp_path):
     with pytest.raises(ParamsError, match="not found"):
         load_params(tmp_path / "nope.yaml")
+
+
+def test_scientific_notation_string_gets_a_hint():
+    with pytest.raises(ParamsError, match=r"write it as 0\.0001"):
+        params_from_dict({"train": {"lr": "1e-4"}})
+
+
+def test_dataclass_defaults_match_the_shipped_params(repo_root):
+    """A key deleted from params.yaml falls back to the value the file ships with."""
+    assert params_from_dict({}) == load_params(repo_root / "params.yaml")

@@ -36,3 +36,11 @@ def test_summary_marks_missing_outputs_and_reads_metrics(tmp_params):
     assert "over 4 tracks: sdr 1.50 dB, si_sdr 2.25 dB, si_sdri 3.00 dB, mixture_sdr 0.50 dB" in lines
     assert "registry: vocalsep version 3 is now champion" in lines
     assert "models:/vocalsep@champion" in lines
+
+
+def test_cli_reports_a_bad_params_file_in_one_line(tmp_path, capsys):
+    from vocalsep.cli import main
+
+    assert main(["summary", "--params", str(tmp_path / "nope.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nope.yaml" in err and "not found" in err
