@@ -18,7 +18,7 @@ from prefect.context import get_run_context
 
 from flows.report import pipeline_report
 from flows.tasks import FAILED, NOT_RUN, stage_task
-from flows.workspace import REPO_ROOT, apply_overrides, pipeline_order, workspace_lock
+from flows.workspace import REPO_ROOT, apply_overrides, check_workspace, pipeline_order, workspace_lock
 from vocalsep.config import load_params
 
 INGEST_LAST = "validate"  # ingest ends with validated data; retrain starts after it
@@ -49,6 +49,7 @@ def run_stages(repo: str, part: Literal["all", "ingest", "retrain"], params_file
     logger = get_run_logger()
     root = Path(repo).resolve()
     flow_run = get_run_context().flow_run
+    check_workspace(root)  # before the lock, which would create .dvc/tmp in a mistyped folder
     with workspace_lock(root, f"{flow_run.name} ({flow_run.id})", logger):
         changed = apply_overrides(root, params_file, sources)
         if changed:

@@ -56,6 +56,13 @@ def _mlflow_link(*sources: dict[str, Any]) -> str:
     return "No MLflow run recorded in the metrics files."
 
 
+def _heading(title: str, outcome: str | None) -> str:
+    """The section title, saying so when the numbers below come from an earlier run."""
+    if outcome == "ran":
+        return f"## {title}"
+    return f"## {title} (from an earlier run: this run's stage was {outcome or 'not part of it'})"
+
+
 def pipeline_report(root: Path, outcomes: dict[str, str], error: str | None = None) -> str:
     """Markdown for the run of the stages `outcomes` (stage -> ran/skipped/failed/not run) in `root`."""
     metrics = root / load_params(root / "params.yaml").paths.metrics
@@ -66,7 +73,7 @@ def pipeline_report(root: Path, outcomes: dict[str, str], error: str | None = No
     if error:
         lines += [f"**Failed:** {error}", ""]
     lines += ["## Stages", "", *_stage_table(outcomes), ""]
-    lines += ["## Evaluation", "", *_eval_section(evaluation), ""]
-    lines += ["## Registry decision", "", *_registry_section(registry), ""]
+    lines += [_heading("Evaluation", outcomes.get("evaluate")), "", *_eval_section(evaluation), ""]
+    lines += [_heading("Registry decision", outcomes.get("export")), "", *_registry_section(registry), ""]
     lines += ["## Tracking", "", _mlflow_link(registry, evaluation, train), ""]
     return "\n".join(lines)

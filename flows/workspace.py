@@ -24,12 +24,19 @@ class WorkspaceError(VocalsepError):
     """A workspace a flow cannot run in: no dvc.yaml, a bad params override."""
 
 
+def check_workspace(root: Path) -> None:
+    """A WorkspaceError naming `repo` unless `root` holds dvc.yaml, params.yaml and a .dvc folder."""
+    missing = [name for name in ("dvc.yaml", "params.yaml", ".dvc") if not (root / name).exists()]
+    if missing:
+        raise WorkspaceError(f"repo {root} is not a vocalsep workspace ({', '.join(missing)} missing): "
+                             "pass the repository root as `repo`")
+
+
 def pipeline_order(root: Path) -> list[str]:
     """Stage names of `root/dvc.yaml` in dependency order, ties kept in the file's order."""
     from dvc.repo import Repo
 
-    if not (root / "dvc.yaml").is_file():
-        raise WorkspaceError(f"{root / 'dvc.yaml'} not found: pass the repository root as `repo`")
+    check_workspace(root)
     with Repo(str(root)) as repo:
         graph = repo.index.graph  # edges run from a stage to the stages it depends on
         written = [stage.addressing for stage in repo.index.stages]

@@ -103,6 +103,18 @@ def test_report_lists_outcomes_eval_and_registry(workspace):
     assert "| train | ran |" in markdown and "| export | skipped |" in markdown
     assert "| si_sdr | 3.5 |" in markdown and "si_sdr 3.5 > 2.0" in markdown
     assert "(http://127.0.0.1:5000/#/runs/abc123)" in markdown
+    assert "## Registry decision (from an earlier run: this run's stage was skipped)" in markdown
+    assert "## Evaluation (from an earlier run: this run's stage was not part of it)" in markdown
+    fresh = pipeline_report(workspace, {"evaluate": "ran", "export": "ran"}, error=None)
+    assert "## Evaluation\n" in fresh and "## Registry decision\n" in fresh
+
+
+def test_a_mistyped_repo_is_named_and_left_untouched(tmp_path):
+    from flows.workspace import WorkspaceError, check_workspace
+
+    with pytest.raises(WorkspaceError, match="not a vocalsep workspace"):
+        check_workspace(tmp_path)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_report_without_metrics_says_so(workspace):
