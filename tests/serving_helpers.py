@@ -14,7 +14,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from tests.conftest import REPO_ROOT, relocate_paths
 from tests.tiny_repo import venv_env
@@ -25,9 +27,21 @@ RATE = 8000
 PING_TIMEOUT = 120.0
 
 
+def write_testset(testset: Path, seed: int = 0, seconds: float = 0.5) -> None:
+    """Two short tracks of noise-like stems at RATE with mixture = vocals + accompaniment."""
+    rng = np.random.default_rng(seed)
+    for name in ("track_00", "track_01"):
+        vocals, accompaniment = 0.1 * rng.standard_normal((2, int(seconds * RATE), 2))
+        (testset / name).mkdir(parents=True, exist_ok=True)
+        for stem, audio in (("vocals", vocals), ("accompaniment", accompaniment), ("mixture", vocals + accompaniment)):
+            sf.write(testset / name / f"{stem}.flac", audio, RATE, subtype="PCM_24")
+
+
 def tiny_params(root: Path):
-    """Real params under `root`: 8 kHz, 50 ms chunks, a 1 s input limit, a store of its own."""
+    """Real params under `root`: 8 kHz, 50 ms chunks, a 1 s input limit, a store of its own, and a
+    two-track test set written under `root` (export tags each version with the test set's hash)."""
     params = relocate_paths(load_params(REPO_ROOT / "params.yaml"), root)
+    write_testset(Path(params.paths.testset))
     return dataclasses.replace(
         params,
         audio=dataclasses.replace(params.audio, sample_rate=RATE),

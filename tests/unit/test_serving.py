@@ -14,7 +14,7 @@ import soundfile as sf
 import torch
 from mlflow.exceptions import MlflowException
 
-from tests.serving_helpers import RATE, TINY, tiny_params
+from tests.serving_helpers import RATE, TINY, tiny_params, write_testset
 from vocalsep import tracking
 from vocalsep.config import params_to_dict
 from vocalsep.errors import StageError, VocalsepError
@@ -157,6 +157,33 @@ def test_a_first_version_that_cannot_win_becomes_challenger_without_crashing(tmp
     record = register(params, write_checkpoint(params, 0), {"si_sdr": float("nan")}, tmp_path / "dvc.lock")
     assert (record["decision"], record["champion_version"]) == ("challenger", None)
     assert tracking.version_by_alias(params.export.registered_model, "champion") is None
+
+
+@pytest.mark.slow
+def test_champion_is_rescored_when_the_test_set_changed(tmp_path, monkeypatch):
+    """Scores from two test sets are never compared: the champion is separated and scored again."""
+    import shutil
+
+    from vocalsep.model import load_checkpoint
+    from vocalsep.stages.evaluate import score_testset, summarize
+
+    params = tiny_params(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", params.tracking.uri)
+    Path(params.paths.export).mkdir(parents=True)
+    lock = tmp_path / "dvc.lock"
+    first = register(params, write_checkpoint(params, 0), {"si_sdr": 100.0}, lock)  # a high score on test set A
+    assert first["decision"] == "champion"
+
+    shutil.rmtree(params.paths.testset)  # the index stage rebuilt the test set from new sources
+    write_testset(Path(params.paths.testset), seed=1)
+    version_1 = load_checkpoint(write_checkpoint(params, 0))  # seeded: the weights registered as version 1
+    on_new_set = summarize(score_testset(version_1, params)[0])["si_sdr"]
+    second = register(params, write_checkpoint(params, 1), {"si_sdr": on_new_set + 0.5}, lock)
+    assert (second["decision"], second["champion_rescored"]) == ("champion", True)
+    assert second["champion_metric"] == pytest.approx(on_new_set, abs=1e-3)
+
+    third = register(params, write_checkpoint(params, 2), {"si_sdr": on_new_set}, lock)  # same set: tags suffice
+    assert (third["decision"], third["champion_rescored"], third["champion_version"]) == ("challenger", False, "2")
 
 
 @pytest.mark.parametrize(("new", "champion", "wins"), [

@@ -14,6 +14,7 @@ and spectrograms of the first `evaluate.audio_examples` tracks.
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import json
 import logging
@@ -180,20 +181,34 @@ def log_evaluation(params: Params, run_id: str | None, summary: dict, files: lis
     return active
 
 
-def evaluate(params: Params) -> dict:
-    """Separate and score every test-set track with best.pt; write metrics and plots; log to MLflow."""
-    checkpoint = load_checkpoint(Path(params.paths.checkpoints) / "best.pt")
+def testset_hash(testset: Path) -> str:
+    """sha256 over every track's stems: two scores are comparable only on the same hash."""
+    digest = hashlib.sha256()
+    for folder in testset_folders(testset):
+        for stem in STEMS:
+            digest.update(f"{folder.name}/{stem}".encode() + b"\0" + (folder / f"{stem}.flac").read_bytes())
+    return digest.hexdigest()
+
+
+def score_testset(checkpoint: dict, params: Params, examples: int = 0) -> tuple[pd.DataFrame, list]:
+    """Per-track metrics of a loaded checkpoint on `<paths.testset>`, and up to `examples` (track, estimate)."""
     model, model_rate = model_from_checkpoint(checkpoint, params.separate.device)
-    rows, examples = [], []
+    rows, kept = [], []
     for folder in testset_folders(Path(params.paths.testset)):
         track = read_track(folder)
         estimate = estimate_vocals(model, model_rate, track, params)
         rows.append({"track": track.name, **track_metrics(track, estimate, params.evaluate.window_seconds)})
         log.info("%s: sdr %.2f dB, si_sdr %.2f dB (mixture %.2f dB)", track.name, rows[-1]["sdr"],
                  rows[-1]["si_sdr"], rows[-1]["mixture_si_sdr"])
-        if len(examples) < params.evaluate.audio_examples:
-            examples.append((track, estimate))
-    table = pd.DataFrame(rows)
+        if len(kept) < examples:
+            kept.append((track, estimate))
+    return pd.DataFrame(rows), kept
+
+
+def evaluate(params: Params) -> dict:
+    """Separate and score every test-set track with best.pt; write metrics and plots; log to MLflow."""
+    checkpoint = load_checkpoint(Path(params.paths.checkpoints) / "best.pt")
+    table, examples = score_testset(checkpoint, params, params.evaluate.audio_examples)
     summary = summarize(table)
     files = write_outputs(params, summary, table)
     log_evaluation(params, checkpoint.get("mlflow_run_id"), summary, files, examples)

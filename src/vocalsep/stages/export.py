@@ -31,10 +31,12 @@ from vocalsep.config import Params
 from vocalsep.errors import StageError
 from vocalsep.model import load_checkpoint, load_model
 from vocalsep.serving import (AUDIO_PARAM, CHANNELS, CHECKPOINT_ARTIFACT, CONFIG_ARTIFACT, ServingConfig,
-                              VocalSeparator, beats_champion)
+                              VocalSeparator, beats_champion, checkpoint_from_uri)
 from vocalsep.stages._cli import run_stage
+from vocalsep.stages.evaluate import score_testset, summarize, testset_hash
 
 log = logging.getLogger(__name__)
+TESTSET_TAG = "testset_hash"  # version tag: the test set its metrics were measured on
 
 # What the served model imports (vocalsep's own code ships with it): pinned to this environment.
 SERVING_DISTRIBUTIONS = ("torch", "numpy", "soundfile", "soxr", "mlflow", "pyloudnorm", "pyyaml", "tqdm",
@@ -134,21 +136,41 @@ def input_example(sample_rate: int) -> np.ndarray:
     return (0.1 * rng.standard_normal((sample_rate // 20, CHANNELS))).astype(np.float32)
 
 
-def promote(registered_model: str, version: str, metric: str, new_metric: float) -> dict[str, Any]:
-    """Apply the promotion rule to a fresh `version`; returns the decision record (see registry.json)."""
-    current = tracking.version_by_alias(registered_model, "champion")
-    champion_metric = None
-    if current is not None:
-        champion_metric = float(current[1].get(metric, "nan"))
+def champion_score(params: Params, testset: str) -> tuple[tuple[str, float] | None, bool]:
+    """The current champion's (version, metric) on THIS test set, and whether it had to be re-scored.
+
+    A version's tags hold the score on the test set it was exported with; when
+    the index stage has since rebuilt the test set (new sources), comparing
+    those numbers would compare different exams, so the champion is separated
+    and scored again on the current one.
+    """
+    name, metric = params.export.registered_model, params.export.metric
+    current = tracking.version_by_alias(name, "champion")
+    if current is None:
+        return None, False
+    version, tags = current
+    if tags.get(TESTSET_TAG) == testset:
+        return (version, float(tags.get(metric, "nan"))), False
+    log.info("champion version %s was scored on another test set; scoring it on the current one", version)
+    checkpoint = load_checkpoint(checkpoint_from_uri(f"models:/{name}/{version}", params.tracking))
+    score = summarize(score_testset(checkpoint, params)[0])[metric]
+    return (version, float("nan") if score is None else float(score)), True
+
+
+def promote(registered_model: str, version: str, metric: str, new_metric: float,
+            champion: tuple[str, float] | None) -> dict[str, Any]:
+    """Apply the promotion rule to a fresh `version` against `champion` (version, metric on the same
+    test set); returns the decision record (see registry.json)."""
+    champion_metric = None if champion is None else champion[1]
     if beats_champion(new_metric, champion_metric):
         tracking.set_alias(registered_model, "champion", version)
         decision, champion_version = "champion", version
     else:
         tracking.set_alias(registered_model, "challenger", version)
-        decision, champion_version = "challenger", current[0] if current else None
+        decision, champion_version = "challenger", champion[0] if champion else None
     return {"registered_model": registered_model, "version": version, "champion_version": champion_version,
             "decision": decision, "metric": metric, "new_metric": new_metric, "champion_metric": champion_metric,
-            "previous_champion_version": current[0] if current else None,
+            "previous_champion_version": champion[0] if champion else None,
             "model_uri": f"models:/{registered_model}/{version}"}
 
 
@@ -156,8 +178,9 @@ def register(params: Params, checkpoint: Path, metrics: dict[str, float], lock: 
     """Log the pyfunc (in the training run when it still exists), register a version, promote or not."""
     ckpt = load_checkpoint(checkpoint)
     config = ServingConfig.from_params(params).write(Path(params.paths.export) / "serving.json")
+    testset = testset_hash(Path(params.paths.testset))
     tags = {**metrics, "metric": params.export.metric, "git_sha": ckpt.get("git_sha") or "unknown",
-            "data_hash": data_hash(lock)}
+            "data_hash": data_hash(lock), TESTSET_TAG: testset}
     with tracking.start_run(params.tracking, run_id=ckpt.get("mlflow_run_id"), run_name="export") as run_id:
         model_uri = tracking.log_pyfunc_model(
             VocalSeparator(),
@@ -168,9 +191,10 @@ def register(params: Params, checkpoint: Path, metrics: dict[str, float], lock: 
             code_paths=[str(Path(vocalsep.__file__).parent)],
         )
         name, metric = params.export.registered_model, params.export.metric
+        champion, rescored = champion_score(params, testset)
         version = tracking.register_version(model_uri, name, tags)
-        record = {**promote(name, version, metric, float(metrics[metric])),
-                  "run_id": run_id, "logged_model_uri": model_uri}
+        record = {**promote(name, version, metric, float(metrics[metric]), champion),
+                  "champion_rescored": rescored, "run_id": run_id, "logged_model_uri": model_uri}
         tracking.set_tags({f"registry.{k}": record[k] for k in ("version", "decision", "champion_version")})
         tracking.log_metrics({f"registry.{k}": record[k] for k in ("new_metric", "champion_metric")
                               if record[k] is not None})
