@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from vocalsep.audio import resample
 from vocalsep.config import SeparateParams
 from vocalsep.devices import pick_device
 from vocalsep.model import build_model, load_checkpoint
@@ -150,6 +151,26 @@ def separate_with_params(
         device=resolve_device(params.device),
         progress=progress,
     )
+
+
+def fit_length(x: np.ndarray, frames: int) -> np.ndarray:
+    """Trim or zero-pad `(frames', channels)` to `frames`: resampling there and back may be off by one."""
+    if x.shape[0] >= frames:
+        return x[:frames]
+    return np.pad(x, ((0, frames - x.shape[0]), (0, 0)))
+
+
+def separate_at_rate(model: nn.Module, model_rate: int, mixture: np.ndarray, rate: int,
+                     params: SeparateParams, progress: bool = False) -> np.ndarray:
+    """Vocals of a stereo `mixture` `(frames, 2)` recorded at `rate`, as `(frames, 2)` float32 at `rate`.
+
+    Resampled to the model's rate, separated by the core, resampled back and
+    fitted to the input's length: what the CLI, the evaluate stage and the
+    served model all do with audio at any sample rate.
+    """
+    at_model_rate = resample(np.ascontiguousarray(mixture, dtype=np.float32), rate, model_rate)
+    vocals = separate_with_params(model, at_model_rate.T, model_rate, params, progress=progress).T
+    return fit_length(resample(np.ascontiguousarray(vocals), model_rate, rate), mixture.shape[0])
 
 
 def checkpoint_path(spec: str) -> Path:

@@ -27,10 +27,10 @@ import numpy as np
 from torch import nn
 from tqdm import tqdm
 
-from vocalsep.audio import read_audio, resample, to_stereo, write_audio
+from vocalsep.audio import read_audio, to_stereo, write_audio
 from vocalsep.config import ParamsError, SeparateParams, load_params
 from vocalsep.errors import VocalsepError
-from vocalsep.separate import load_separator, separate_with_params
+from vocalsep.separate import load_separator, separate_at_rate
 
 DEFAULT_MODEL = "models:/vocalsep@champion"
 STEM_SUBTYPE = "FLOAT"
@@ -65,19 +65,10 @@ def separate_file(
     """
     audio, rate = read_audio(path)
     mixture = to_stereo(audio)
-    at_model_rate = resample(mixture, rate, model_rate)
-    vocals = separate_with_params(model, at_model_rate.T, model_rate, params, progress=progress).T
-    vocals = _fit_length(resample(np.ascontiguousarray(vocals), model_rate, rate), mixture.shape[0])
+    vocals = separate_at_rate(model, model_rate, mixture, rate, params, progress=progress)
     if audio.shape[1] == 1:
         mixture, vocals = audio, vocals.mean(axis=1, keepdims=True)
     return vocals, mixture - vocals, rate
-
-
-def _fit_length(x: np.ndarray, frames: int) -> np.ndarray:
-    """Trim or zero-pad `(frames', channels)` to `frames`: resampling there and back may be off by one."""
-    if x.shape[0] >= frames:
-        return x[:frames]
-    return np.pad(x, ((0, frames - x.shape[0]), (0, 0)))
 
 
 def output_folder(out: Path, path: Path, taken: set[str]) -> Path:

@@ -89,9 +89,9 @@ def mixture_from_array(model_input: Any, max_frames: int) -> np.ndarray:
     return np.ascontiguousarray(array.T)
 
 
-def decode_audio(encoded: Any, sample_rate: int, max_seconds: float) -> tuple[np.ndarray, int, int]:
-    """base64 audio file -> (mixture `(2, samples)` at `sample_rate`, input rate, input frames)."""
-    from vocalsep.audio import read_bytes, resample, to_stereo
+def decode_audio(encoded: Any, max_seconds: float) -> tuple[np.ndarray, int]:
+    """base64 audio file -> (stereo mixture `(frames, 2)` at the file's rate, that rate)."""
+    from vocalsep.audio import read_bytes, to_stereo
 
     if not isinstance(encoded, str):
         raise _invalid(f"{AUDIO_PARAM}: expected a base64 string, got {type(encoded).__name__}")
@@ -107,8 +107,7 @@ def decode_audio(encoded: Any, sample_rate: int, max_seconds: float) -> tuple[np
     if seconds > max_seconds:
         raise _invalid(f"{AUDIO_PARAM}: {seconds:.1f} s of audio is longer than the limit of {max_seconds:g} s "
                        "(export.max_seconds); send a shorter excerpt")
-    mixture = resample(to_stereo(audio), rate, sample_rate)
-    return np.ascontiguousarray(mixture.T, dtype=np.float32), rate, audio.shape[0]
+    return to_stereo(audio), rate
 
 
 def encode_wav(audio: np.ndarray, sample_rate: int) -> str:
@@ -144,13 +143,10 @@ class VocalSeparator(PythonModel):
 
     def separate_encoded(self, encoded: str) -> str:
         """base64 audio file -> base64 WAV of the vocals at the input's rate and length."""
-        from vocalsep.audio import resample
+        from vocalsep.separate import separate_at_rate
 
-        rate = self.config.sample_rate
-        mixture, input_rate, frames = decode_audio(encoded, rate, self.config.max_seconds)
-        vocals = resample(np.ascontiguousarray(self.separate_mixture(mixture).T), rate, input_rate)[:frames]
-        if vocals.shape[0] < frames:  # resampling there and back may lose a frame
-            vocals = np.pad(vocals, ((0, frames - vocals.shape[0]), (0, 0)))
+        mixture, input_rate = decode_audio(encoded, self.config.max_seconds)
+        vocals = separate_at_rate(self.model, self.config.sample_rate, mixture, input_rate, self.config.separate)
         return encode_wav(vocals.T, input_rate)
 
 

@@ -28,12 +28,12 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from vocalsep import tracking
-from vocalsep.audio import read_audio, resample
+from vocalsep.audio import read_audio
 from vocalsep.config import Params
 from vocalsep.errors import StageError
 from vocalsep.metrics import sdr_bsseval_v4, si_sdr
 from vocalsep.model import load_checkpoint
-from vocalsep.separate import model_from_checkpoint, separate_with_params
+from vocalsep.separate import model_from_checkpoint, separate_at_rate
 from vocalsep.stages._cli import run_stage
 
 log = logging.getLogger(__name__)
@@ -75,14 +75,8 @@ def read_track(folder: Path) -> Track:
 
 
 def estimate_vocals(model: nn.Module, model_rate: int, track: Track, params: Params) -> np.ndarray:
-    """Vocals estimate `(channels, samples)` at the track's rate (resampled through the model's if they differ)."""
-    mixture = resample(np.ascontiguousarray(track.mixture.T), track.sample_rate, model_rate)
-    vocals = separate_with_params(model, mixture.T, model_rate, params.separate)
-    vocals = resample(np.ascontiguousarray(vocals.T), model_rate, track.sample_rate).T
-    out = np.zeros_like(track.mixture)
-    n = min(out.shape[-1], vocals.shape[-1])
-    out[:, :n] = vocals[:, :n]
-    return out
+    """Vocals estimate `(channels, samples)` at the track's rate."""
+    return separate_at_rate(model, model_rate, track.mixture.T, track.sample_rate, params.separate).T
 
 
 def track_metrics(track: Track, estimate: np.ndarray, window_seconds: float) -> dict[str, float]:
