@@ -186,8 +186,12 @@ def model_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cp
     """Rebuild a checkpoint's model (eval mode, on `device`) and read its rate (params audio.sample_rate)."""
     model = build_model(ckpt["class"], ckpt["kwargs"])
     model.load_state_dict(ckpt["state"])
-    sample_rate = int(((ckpt.get("params") or {}).get("audio") or {}).get("sample_rate", DEFAULT_SAMPLE_RATE))
-    return model.to(resolve_device(str(device))).eval(), sample_rate
+    return model.to(resolve_device(str(device))).eval(), checkpoint_sample_rate(ckpt)
+
+
+def checkpoint_sample_rate(ckpt: dict[str, Any]) -> int:
+    """The rate a checkpoint's model was trained at (its params' audio.sample_rate)."""
+    return int(((ckpt.get("params") or {}).get("audio") or {}).get("sample_rate", DEFAULT_SAMPLE_RATE))
 
 
 def load_separator(spec: str, device: str | torch.device = "cpu") -> tuple[nn.Module, int]:

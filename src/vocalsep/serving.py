@@ -48,8 +48,9 @@ class ServingConfig:
     separate: SeparateParams
 
     @classmethod
-    def from_params(cls, params: Params) -> ServingConfig:
-        return cls(params.audio.sample_rate, params.export.max_seconds, params.separate)
+    def from_params(cls, params: Params, sample_rate: int) -> ServingConfig:
+        """`sample_rate` is the checkpoint's own, as the CLI and the evaluate stage read it."""
+        return cls(sample_rate, params.export.max_seconds, params.separate)
 
     @classmethod
     def read(cls, path: str | Path) -> ServingConfig:

@@ -32,6 +32,7 @@ from vocalsep.errors import StageError
 from vocalsep.model import load_checkpoint, load_model
 from vocalsep.serving import (AUDIO_PARAM, CHANNELS, CHECKPOINT_ARTIFACT, CONFIG_ARTIFACT, ServingConfig,
                               VocalSeparator, beats_champion, checkpoint_from_uri)
+from vocalsep.separate import checkpoint_sample_rate
 from vocalsep.stages._cli import run_stage
 from vocalsep.stages.evaluate import score_testset, summarize, testset_hash
 
@@ -177,14 +178,15 @@ def promote(registered_model: str, version: str, metric: str, new_metric: float,
 def register(params: Params, checkpoint: Path, metrics: dict[str, float], lock: Path) -> dict[str, Any]:
     """Log the pyfunc (in the training run when it still exists), register a version, promote or not."""
     ckpt = load_checkpoint(checkpoint)
-    config = ServingConfig.from_params(params).write(Path(params.paths.export) / "serving.json")
+    serving = ServingConfig.from_params(params, checkpoint_sample_rate(ckpt))
+    config_path = serving.write(Path(params.paths.export) / "serving.json")
     testset = testset_hash(Path(params.paths.testset))
     tags = {**metrics, "metric": params.export.metric, "git_sha": ckpt.get("git_sha") or "unknown",
             "data_hash": data_hash(lock), TESTSET_TAG: testset}
     with tracking.start_run(params.tracking, run_id=ckpt.get("mlflow_run_id"), run_name="export") as run_id:
         model_uri = tracking.log_pyfunc_model(
             VocalSeparator(),
-            artifacts={CHECKPOINT_ARTIFACT: str(checkpoint), CONFIG_ARTIFACT: str(config)},
+            artifacts={CHECKPOINT_ARTIFACT: str(checkpoint), CONFIG_ARTIFACT: str(config_path)},
             signature=tracking.serving_signature(CHANNELS, (AUDIO_PARAM,)),
             input_example=input_example(params.audio.sample_rate),
             pip_requirements=pip_requirements(),
