@@ -97,3 +97,15 @@ def test_demo_manifest_matches_default_params(repo_root, real_params, tmp_path):
         counters[source.role] += 1
     regenerated = tmp_path / "sources" / "demo.yaml"
     assert write_manifest(real_params, regenerated, root=tmp_path) == manifest.read_text()
+
+
+def test_the_same_audio_under_two_urls_is_used_once():
+    from vocalsep.stages.download import mark_duplicates
+
+    def record(url, sha, status="ok"):
+        return {"url": url, "sha256": sha, "status": status, "reason": None}
+
+    records = mark_duplicates([record("https://a", "f" * 64), record("https://b", "0" * 64),
+                               record("https://c", "f" * 64), record("https://d", None, "failed")])
+    assert [r["status"] for r in records] == ["ok", "ok", "failed", "failed"]
+    assert "same audio as https://a" in records[2]["reason"] and records[3]["reason"] is None

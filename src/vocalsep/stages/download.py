@@ -221,6 +221,26 @@ def _check_roles(records: list[dict], manifest: Path, report: Path) -> None:
                          f"URLs in the manifest and run again (details in {report})")
 
 
+def mark_duplicates(records: list[dict]) -> list[dict]:
+    """Records with a file identical (sha256) to an earlier one's become failures naming that URL.
+
+    The same song under two URLs would get two ids, and the index stage could
+    then put one copy in train and the other in test.
+    """
+    first: dict[str, dict] = {}
+    marked = []
+    for record in records:
+        digest = record["sha256"] if record["status"] == "ok" else None
+        if digest in first:
+            record = record | {"status": "failed",
+                               "reason": f"same audio as {first[digest]['url']} (sha256 {digest[:12]}); "
+                                         "listed twice in the manifest, only the first is used"}
+        elif digest:
+            first[digest] = record
+        marked.append(record)
+    return marked
+
+
 def download(params: Params) -> list[dict]:
     """Fetch every source of `download.sources` into `paths.raw`; returns the downloads.jsonl records."""
     manifest = Path(params.download.sources)
@@ -236,6 +256,7 @@ def download(params: Params) -> list[dict]:
         else:
             log.warning("failed  %-12s %s: %s", source.role, source.url, record["reason"])
         records.append(record)
+    records = mark_duplicates(records)
     report = raw / "downloads.jsonl"
     report.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     _check_roles(records, manifest, report)
