@@ -155,14 +155,30 @@ def test_second_run_is_skipped_by_dvc(served):
     assert "didn't change, skipping" in logs(flow_run.id)
 
 
+def wait_for_log(flow_run_ids: list, text: str, timeout: float = RUN_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(text in logs(flow_run_id) for flow_run_id in flow_run_ids):
+            return
+        time.sleep(2)
+    raise AssertionError(f"flow runs {flow_run_ids} never logged {text!r} within {timeout} s")
+
+
 def test_concurrent_runs_wait_for_each_other(served):
+    """While the workspace is held (here by the test, as by another run), both runs wait and say so;
+    once it is free they take turns, finish, and leave DVC clean."""
+    import logging
+
+    from flows.workspace import workspace_lock
     from prefect.deployments import run_deployment
 
-    started = [run_deployment(name, parameters={"repo": str(served)}, timeout=0, as_subflow=False)
-               for name in (INGEST, RETRAIN)]
+    with workspace_lock(served, "held-by-test", logging.getLogger("test")):
+        started = [run_deployment(name, parameters={"repo": str(served)}, timeout=0, as_subflow=False)
+                   for name in (INGEST, RETRAIN)]
+        wait_for_log([flow_run.id for flow_run in started], "waiting for the workspace lock held by run held-by-test")
     finished = wait_final([flow_run.id for flow_run in started])
     assert all(r.state.is_completed() for r in finished), [r.state.message for r in finished]
-    assert any("waiting for the workspace lock held by run" in logs(r.id) for r in finished)
+    assert all("workspace lock acquired after waiting" in logs(r.id) for r in finished)
     stages = stage_names(served)
     ingest, retrain = (outcome_rows(report(r.id)) for r in finished)
     assert list(ingest) + list(retrain) == stages
