@@ -10,7 +10,7 @@ from typing import Any
 from vocalsep.config import load_params
 
 MLFLOW_UI_ENV = "VOCALSEP_MLFLOW_UI"  # base URL of the MLflow UI the run link points at
-EVAL_KEYS = ("sdr", "si_sdr", "si_sdri", "mixture_sdr", "tracks")
+EVAL_KEYS = ("sdr", "si_sdr", "si_sdri", "mixture_sdr", "irm_sdr", "irm_si_sdr", "tracks")
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -54,6 +54,9 @@ def summary_lines(params: Params) -> list[str]:
         medians = ", ".join(f"{k} {_fmt(evaluation[k])} dB" for k in ("sdr", "si_sdr", "si_sdri", "mixture_sdr")
                             if k in evaluation)
         lines += ["", f"test set medians over {evaluation.get('tracks', '?')} tracks: {medians}"]
+        if evaluation.get("irm_si_sdr") is not None:
+            lines.append(f"ideal-ratio-mask oracle (the target to beat): si_sdr {_fmt(evaluation['irm_si_sdr'])} dB, "
+                         f"sdr {_fmt(evaluation.get('irm_sdr'))} dB")
     registry = _read_json(Path(p.metrics) / "registry.json")
     if registry:
         lines += ["", f"registry: {registry_decision(registry)}"]

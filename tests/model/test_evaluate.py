@@ -94,8 +94,9 @@ def test_evaluate_scores_tracks_and_logs_to_the_training_run(eval_params):
     assert list(table["track"]) == list(TRACKS)
     saved = json.loads((Path(eval_params.paths.metrics) / "eval.json").read_text())
     assert saved == summary and saved["tracks"] == len(TRACKS)
-    for key in ("sdr", "si_sdr", "si_sdri", "mixture_sdr"):
+    for key in ("sdr", "si_sdr", "si_sdri", "mixture_sdr", "irm_sdr", "irm_si_sdr"):
         assert math.isclose(saved[key], float(np.median(table[key])), abs_tol=1e-3)
+    assert (table["irm_si_sdr"] > table["mixture_si_sdr"]).all()  # the oracle knows the stems
     np.testing.assert_allclose(table["si_sdri"], table["si_sdr"] - table["mixture_si_sdr"], atol=1e-3)
 
     folder = Path(eval_params.paths.testset) / TRACKS[0]

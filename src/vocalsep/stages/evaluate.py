@@ -31,13 +31,13 @@ from vocalsep import tracking
 from vocalsep.audio import read_audio
 from vocalsep.config import Params
 from vocalsep.errors import StageError
-from vocalsep.metrics import sdr_bsseval_v4, si_sdr
+from vocalsep.metrics import ideal_ratio_mask, sdr_bsseval_v4, si_sdr
 from vocalsep.model import load_checkpoint
 from vocalsep.separate import model_from_checkpoint, separate_at_rate
 from vocalsep.stages._cli import run_stage
 
 log = logging.getLogger(__name__)
-SUMMARY_KEYS = ("sdr", "si_sdr", "si_sdri", "mixture_sdr")
+SUMMARY_KEYS = ("sdr", "si_sdr", "si_sdri", "mixture_sdr", "irm_sdr", "irm_si_sdr")
 STEMS = ("mixture", "vocals", "accompaniment")
 
 
@@ -80,9 +80,11 @@ def estimate_vocals(model: nn.Module, model_rate: int, track: Track, params: Par
 
 
 def track_metrics(track: Track, estimate: np.ndarray, window_seconds: float) -> dict[str, float]:
-    """SDR (BSSEval v4), SI-SDR and SI-SDR improvement of a vocals estimate, next to the mixture baseline.
+    """SDR (BSSEval v4), SI-SDR and SI-SDR improvement of a vocals estimate, next to two baselines.
 
-    The baseline takes the mixture as the estimate of every source, as museval's mixture oracle does.
+    The mixture baseline takes the mixture as the estimate of every source, as
+    museval's mixture oracle does; the ideal-ratio-mask oracle (`irm_*`) is the
+    ceiling of mask-based separation that the project aims to beat.
     """
     references = np.stack([track.vocals, track.accompaniment])
     estimates = np.stack([estimate, track.mixture - estimate])
@@ -90,9 +92,13 @@ def track_metrics(track: Track, estimate: np.ndarray, window_seconds: float) -> 
     mixture_sdr = sdr_bsseval_v4(references, np.stack([track.mixture] * 2), track.sample_rate, window_seconds)[0]
     track_si_sdr = si_sdr(track.vocals, estimate)
     mixture_si_sdr = si_sdr(track.vocals, track.mixture)
+    oracle = ideal_ratio_mask(track.vocals, track.accompaniment)
+    irm_sdr = sdr_bsseval_v4(references, np.stack([oracle, track.mixture - oracle]), track.sample_rate,
+                             window_seconds)[0]
     return {
         "sdr": float(sdr), "si_sdr": track_si_sdr, "si_sdri": track_si_sdr - mixture_si_sdr,
         "mixture_sdr": float(mixture_sdr), "mixture_si_sdr": mixture_si_sdr,
+        "irm_sdr": float(irm_sdr), "irm_si_sdr": si_sdr(track.vocals, oracle),
         "accompaniment_sdr": float(accompaniment_sdr), "seconds": track.mixture.shape[-1] / track.sample_rate,
     }
 
