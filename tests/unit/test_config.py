@@ -72,3 +72,15 @@ def test_scientific_notation_string_gets_a_hint():
 def test_dataclass_defaults_match_the_shipped_params(repo_root):
     """A key deleted from params.yaml falls back to the value the file ships with."""
     assert params_from_dict({}) == load_params(repo_root / "params.yaml")
+
+
+@pytest.mark.parametrize("stage", ["demo", "download", "normalize", "validate", "index", "train", "evaluate",
+                                   "export"])
+def test_every_stage_describes_itself_in_help(stage, capsys):
+    import importlib
+
+    with pytest.raises(SystemExit):
+        importlib.import_module(f"vocalsep.stages.{stage}").main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"python -m vocalsep.stages.{stage}" in out
+    assert not out.split("] ", 1)[1].startswith("options:")  # a description comes before the options

@@ -10,7 +10,7 @@ from vocalsep.stages._cli import run_stage
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_stage("demo", lambda p: write_corpus(p), argv)
+    return run_stage("demo", write_corpus, argv)
 
 
 if __name__ == "__main__":

@@ -264,7 +264,7 @@ def download(params: Params) -> list[dict]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_stage("download", lambda p: download(p), argv)
+    return run_stage("download", download, argv)
 
 
 if __name__ == "__main__":

@@ -224,7 +224,7 @@ def export(params: Params, lock: Path = Path("dvc.lock")) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_stage("export", lambda p: export(p), argv)
+    return run_stage("export", export, argv)
 
 
 if __name__ == "__main__":

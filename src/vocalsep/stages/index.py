@@ -231,7 +231,7 @@ def index(params: Params) -> dict[str, pd.DataFrame]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_stage("index", lambda p: index(p), argv)
+    return run_stage("index", index, argv)
 
 
 if __name__ == "__main__":

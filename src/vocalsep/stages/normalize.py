@@ -183,7 +183,7 @@ def normalize(params: Params, root: Path | None = None) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_stage("normalize", lambda p: normalize(p), argv)
+    return run_stage("normalize", normalize, argv)
 
 
 if __name__ == "__main__":

@@ -222,7 +222,7 @@ def validate(params: Params) -> ValidationOutcome:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_stage("validate", lambda p: validate(p), argv)
+    return run_stage("validate", validate, argv)
 
 
 if __name__ == "__main__":
