@@ -81,6 +81,6 @@ def test_every_stage_describes_itself_in_help(stage, capsys):
 
     with pytest.raises(SystemExit):
         importlib.import_module(f"vocalsep.stages.{stage}").main(["--help"])
-    out = " ".join(capsys.readouterr().out.split())
-    assert f"python -m vocalsep.stages.{stage}" in out
-    assert not out.split("] ", 1)[1].startswith("options:")  # a description comes before the options
+    usage, after_usage = capsys.readouterr().out.split("\n\n", 1)
+    assert f"python -m vocalsep.stages.{stage}" in usage
+    assert not after_usage.startswith("options:")  # the stage's description comes before the options
