@@ -69,6 +69,10 @@ def ideal_ratio_mask(vocals: np.ndarray, accompaniment: np.ndarray, n_fft: int =
     """
     from scipy.signal import istft, stft
 
+    samples = vocals.shape[-1]
+    if samples < n_fft:  # shorter than one window: zero-pad, or scipy would shrink the window
+        pad = [(0, 0)] * (vocals.ndim - 1) + [(0, n_fft - samples)]
+        vocals, accompaniment = np.pad(vocals, pad), np.pad(accompaniment, pad)
     mixture = vocals + accompaniment
     kwargs = {"nperseg": n_fft, "noverlap": n_fft - hop, "boundary": "zeros", "padded": True}
     _, _, v = stft(vocals, **kwargs)
@@ -77,7 +81,7 @@ def ideal_ratio_mask(vocals: np.ndarray, accompaniment: np.ndarray, n_fft: int =
     vp, ap = np.abs(v) ** power, np.abs(a) ** power
     mask = np.divide(vp, vp + ap, out=np.zeros_like(vp), where=(vp + ap) > 0)
     _, estimate = istft(mask * m, nperseg=n_fft, noverlap=n_fft - hop, boundary=True)
-    return estimate[..., :vocals.shape[-1]].astype(np.float32)
+    return estimate[..., :samples].astype(np.float32)
 
 
 def museval_windows(samples: int, window: int) -> list[slice]:
