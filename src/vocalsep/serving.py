@@ -100,15 +100,28 @@ def decode_audio(encoded: Any, max_seconds: float) -> tuple[np.ndarray, int]:
         data = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
         raise _invalid(f"{AUDIO_PARAM}: not valid base64; encode the audio file's bytes with base64") from None
+    _check_seconds(_header_seconds(data), max_seconds)  # before decoding: a long upload costs no memory
     try:
         audio, rate = read_bytes(data, AUDIO_PARAM)
     except AudioError as err:
         raise _invalid(f"{AUDIO_PARAM}: not decodable audio ({err}); send wav, flac, ogg or mp3 bytes") from None
-    seconds = audio.shape[0] / rate
-    if seconds > max_seconds:
+    _check_seconds(audio.shape[0] / rate, max_seconds)
+    return to_stereo(audio), rate
+
+
+def _header_seconds(data: bytes) -> float | None:
+    """Duration from the file's header where soundfile reads it (wav, flac, ogg, mp3), else None."""
+    try:
+        info = sf.info(io.BytesIO(data))
+    except (RuntimeError, sf.LibsndfileError, TypeError, ValueError):
+        return None
+    return info.frames / info.samplerate if info.samplerate > 0 and info.frames > 0 else None
+
+
+def _check_seconds(seconds: float | None, max_seconds: float) -> None:
+    if seconds is not None and seconds > max_seconds:
         raise _invalid(f"{AUDIO_PARAM}: {seconds:.1f} s of audio is longer than the limit of {max_seconds:g} s "
                        "(export.max_seconds); send a shorter excerpt")
-    return to_stereo(audio), rate
 
 
 def encode_wav(audio: np.ndarray, sample_rate: int) -> str:

@@ -241,3 +241,16 @@ def test_data_hash_follows_the_train_data_deps(tmp_path):
     assert first != "unknown"
     assert write("aaa.dir", "c2") == first  # code changes are not data changes
     assert write("bbb.dir", "c1") != first
+
+
+def test_a_long_upload_is_refused_from_its_header_before_decoding(monkeypatch):
+    from vocalsep import audio
+    from vocalsep.serving import decode_audio
+
+    def must_not_decode(*args, **kwargs):
+        raise AssertionError("the whole file was decoded before its length was checked")
+
+    monkeypatch.setattr(audio, "read_bytes", must_not_decode)
+    long_wav = encode_wav(np.zeros((2, 3 * RATE), np.float32), RATE)
+    with pytest.raises(MlflowException, match=r"audio_base64: 3\.0 s of audio is longer than the limit"):
+        decode_audio(long_wav, max_seconds=1.0)
