@@ -26,6 +26,7 @@ from vocalsep.config import DownloadParams, Params
 from vocalsep.env import ffmpeg_exe
 from vocalsep.errors import StageError
 from vocalsep.sources import ROLES, Source, file_url_path, load_sources, resolve_url
+from vocalsep.stages import DOWNLOADS_NAME, repo_relative
 from vocalsep.stages._cli import run_stage
 
 log = logging.getLogger(__name__)
@@ -167,15 +168,6 @@ def _archived(archive: Path) -> set[str]:
     return {line.strip() for line in archive.read_text(encoding="utf-8").splitlines()}
 
 
-def _relative(path: Path) -> str:
-    """Repository-relative (the working directory) when inside it, else absolute; `/` separators."""
-    path = path.resolve()
-    try:
-        return path.relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return path.as_posix()
-
-
 def _describe(path: Path) -> dict:
     """ext, duration (s, None when soundfile cannot read the container) and sha256 of a download."""
     digest = hashlib.sha256()
@@ -186,7 +178,7 @@ def _describe(path: Path) -> dict:
         duration = round(sf.info(str(path)).duration, 3)
     except (sf.LibsndfileError, RuntimeError):
         duration = None
-    return {"path": _relative(path), "ext": path.suffix[1:], "duration": duration, "sha256": digest.hexdigest()}
+    return {"path": repo_relative(path, Path.cwd()), "ext": path.suffix[1:], "duration": duration, "sha256": digest.hexdigest()}
 
 
 def download_source(source: Source, manifest_dir: Path, raw: Path, params: DownloadParams) -> dict:
@@ -257,7 +249,7 @@ def download(params: Params) -> list[dict]:
             log.warning("failed  %-12s %s: %s", source.role, source.url, record["reason"])
         records.append(record)
     records = mark_duplicates(records)
-    report = raw / "downloads.jsonl"
+    report = raw / DOWNLOADS_NAME
     report.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     _check_roles(records, manifest, report)
     return records

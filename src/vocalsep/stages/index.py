@@ -34,11 +34,11 @@ import soundfile as sf
 from vocalsep.audio import block_rms_db
 from vocalsep.config import IndexParams, Params
 from vocalsep.errors import StageError
+from vocalsep.sources import ROLES
 from vocalsep.stages._cli import run_stage
 
 log = logging.getLogger(__name__)
 
-ROLES = ("acapella", "instrumental")
 SPLITS = ("train", "val", "test")
 INDEX_COLUMNS = ("id", "role", "path", "split", "start", "frames", "sample_rate", "active_fraction")
 BLOCK_SECONDS = 0.05

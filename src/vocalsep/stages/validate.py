@@ -29,16 +29,13 @@ import pandas as pd
 
 from vocalsep.config import Params
 from vocalsep.errors import StageError
+from vocalsep.sources import ROLES
+from vocalsep.stages import MANIFEST_NAME
 from vocalsep.stages._cli import run_stage
+from vocalsep.stages.normalize import MANIFEST_COLUMNS
 
 log = logging.getLogger(__name__)
 
-ROLES = ("acapella", "instrumental")
-MANIFEST_COLUMNS = (
-    "id", "role", "path", "source_path", "sample_rate", "channels", "source_sample_rate",
-    "source_channels", "duration", "peak", "loudness", "silence_ratio", "clipping_ratio",
-    "sha256", "status", "reason",
-)
 # loudness is NaN for silent files, so not-null doubles as "has a measurable loudness"
 NOT_NULL_COLUMNS = ("id", "role", "path", "sample_rate", "channels", "duration", "peak",
                     "loudness", "silence_ratio", "clipping_ratio", "status")
@@ -204,7 +201,7 @@ def _json_safe(value: Any) -> Any:
 
 def validate(params: Params) -> ValidationOutcome:
     """Run the suite, write valid/quarantine parquet and the reports, fail if too little is valid."""
-    manifest = read_manifest(Path(params.paths.normalized) / "manifest.parquet")
+    manifest = read_manifest(Path(params.paths.normalized) / MANIFEST_NAME)
     reports = Path(params.paths.reports) / "validation"
     reports.mkdir(parents=True, exist_ok=True)
     result = run_suite(manifest, params, reports / "data_docs")
