@@ -17,7 +17,7 @@ from prefect_dask import DaskTaskRunner
 
 from flows.tasks import RAN, SKIPPED
 from vocalsep.config import Params, load_params
-from vocalsep.stages.normalize import normalize_file, read_downloads, write_manifest
+from vocalsep.stages.normalize import finish, normalize_file, read_downloads
 
 STAGE = "normalize"
 LOCAL_CLUSTER = {"n_workers": 2, "threads_per_worker": 1, "processes": True}
@@ -32,16 +32,12 @@ def normalize_one(download: dict, params: Params, root: str) -> dict:
 @flow(name="normalize-fanout")
 def normalize_files(root: str) -> int:
     """Normalize every ok download of `root` in parallel and write the manifest; files done."""
-    logger = get_run_logger()
     params = load_params(Path(root) / "params.yaml")
     downloads = read_downloads(params, Path(root))
     # dvc repro starts a stage from empty outputs; do the same so no stale file survives
     shutil.rmtree(Path(root) / params.paths.normalized, ignore_errors=True)
     rows = normalize_one.map(downloads, unmapped(params), unmapped(root)).result()
-    for row in rows:
-        if row["status"] != "ok":
-            logger.warning("failed %s/%s: %s", row["role"], row["id"], row["reason"])
-    logger.info("normalized %d files -> %s", len(rows), write_manifest(rows, params, Path(root)))
+    finish(rows, params, Path(root), get_run_logger())
     return len(rows)
 
 

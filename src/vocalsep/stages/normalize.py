@@ -29,6 +29,7 @@ from tqdm import tqdm
 from vocalsep import audio
 from vocalsep.config import Params
 from vocalsep.errors import AudioError, StageError
+from vocalsep.stages import DOWNLOADS_NAME, MANIFEST_NAME, repo_relative
 from vocalsep.stages._cli import run_stage
 
 log = logging.getLogger(__name__)
@@ -41,17 +42,6 @@ MANIFEST_COLUMNS: dict[str, str] = {
     "silence_ratio": "float64", "clipping_ratio": "float64",
     "sha256": "str", "status": "str", "reason": "str",
 }
-MANIFEST_NAME = "manifest.parquet"
-DOWNLOADS_NAME = "downloads.jsonl"
-
-
-def repo_relative(path: Path, root: Path) -> str:
-    """`path` relative to `root` with `/` separators; absolute when it lies outside `root`."""
-    path, root = Path(path).resolve(), Path(root).resolve()
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()
 
 
 def read_downloads(params: Params, root: Path) -> list[dict]:
@@ -173,13 +163,23 @@ def normalize(params: Params, root: Path | None = None) -> pd.DataFrame:
     root = Path.cwd() if root is None else Path(root)
     downloads = read_downloads(params, root)
     rows = _map_files(downloads, params, root)
+    finish(rows, params, root)
+    return manifest_frame(rows)
+
+
+def finish(rows: list[dict], params: Params, root: Path,
+           logger: logging.Logger | logging.LoggerAdapter = log) -> Path:
+    """Report each failed file, write the manifest and log the count; the manifest's path.
+
+    Shared by the stage and by the Dask fan-out in flows/, which logs to Prefect.
+    """
     for row in rows:
         if row["status"] != "ok":
-            log.warning("failed %s/%s: %s", row["role"], row["id"], row["reason"])
+            logger.warning("failed %s/%s: %s", row["role"], row["id"], row["reason"])
     path = write_manifest(rows, params, root)
     ok = sum(row["status"] == "ok" for row in rows)
-    log.info("normalized %d of %d files -> %s", ok, len(rows), path)
-    return manifest_frame(rows)
+    logger.info("normalized %d of %d files -> %s", ok, len(rows), path)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
