@@ -20,7 +20,7 @@ import soundfile as sf
 from scipy import signal
 
 from vocalsep.config import Params
-from vocalsep.demo_band import band
+from vocalsep.demo_band import band, peak_normalize
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def voice(rng: np.random.Generator, seconds: float, sr: int) -> np.ndarray:
     formants = _smooth(VOWELS[score["vowel"]] * scale, 0.06 * sr / HOP)
     mono = _formant_filter(source - source.mean(), formants, sr)
     mono = mono / (np.abs(mono).max() + 1e-9) + _fricatives(rng, score["onsets"], frames, sr)
-    return _finish(rng, _spread(rng, mono, sr))
+    return peak_normalize(rng, _spread(rng, mono, sr))
 
 
 def _spread(rng: np.random.Generator, mono: np.ndarray, sr: int) -> np.ndarray:
@@ -165,12 +165,6 @@ def _spread(rng: np.random.Generator, mono: np.ndarray, sr: int) -> np.ndarray:
             delay = int(sr * rng.uniform(0.007, 0.035))
             out[delay:, ch] += rng.uniform(0.05, 0.15) * mono[:-delay]
     return out
-
-
-def _finish(rng: np.random.Generator, audio: np.ndarray) -> np.ndarray:
-    """Peak-normalise to a random level between -6 and -2 dBFS (lossy codecs stay below 0 dBFS)."""
-    peak = 10 ** (rng.uniform(-6.0, -2.0) / 20)
-    return (audio * peak / (np.abs(audio).max() + 1e-9)).astype(np.float32)
 
 
 def synthesize(params: Params, role: str, index: int) -> np.ndarray:

@@ -113,5 +113,10 @@ def band(rng: np.random.Generator, seconds: float, sr: int) -> np.ndarray:
         steps = (np.arange(begin, end, step) * sr).astype(int)
         _drums(rng, track, steps, sr)
         _harmony(rng, track, steps, step, sr)
+    return peak_normalize(rng, track)
+
+
+def peak_normalize(rng: np.random.Generator, audio: np.ndarray) -> np.ndarray:
+    """Peak-normalise to a random level between -6 and -2 dBFS (lossy codecs stay below 0 dBFS); float32."""
     peak = 10 ** (rng.uniform(-6.0, -2.0) / 20)
-    return (track * peak / (np.abs(track).max() + 1e-9)).astype(np.float32)
+    return (audio * peak / (np.abs(audio).max() + 1e-9)).astype(np.float32)
