@@ -7,7 +7,6 @@ import dataclasses
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -18,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.conftest import REPO_ROOT, relocate_paths
+from tests.conftest import REPO_ROOT, free_port, relocate_paths
 from tests.tiny_repo import venv_env
 from vocalsep.config import load_params
 
@@ -50,12 +49,6 @@ def tiny_params(root: Path):
         tracking=dataclasses.replace(params.tracking, uri=f"sqlite:///{root}/mlruns/mlflow.db",
                                      artifacts=str(root / "mlruns" / "artifacts")),
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def post(port: int, body: dict) -> tuple[int, dict]:

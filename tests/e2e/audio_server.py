@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,8 +48,3 @@ def serve(folder: Path) -> Iterator[tuple[str, list[str]]]:
         thread.join()
 
 
-def refused_port() -> int:
-    """A loopback port nothing listens on (bound, then closed)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 import urllib.request
@@ -10,15 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
 from tests.tiny_repo import venv_env
 
 PREFECT_STARTUP_SECONDS = 180  # the server takes 15-30 s to start here, more under load
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:

@@ -14,7 +14,8 @@ import pytest
 import soundfile as sf
 import yaml
 
-from tests.e2e.audio_server import refused_port, serve
+from tests.conftest import free_port as refused_port  # nothing listens on a freed port
+from tests.e2e.audio_server import serve
 from tests.tiny_repo import venv_env
 from vocalsep.config import params_to_dict
 from vocalsep.errors import StageError
