@@ -26,7 +26,7 @@ from tqdm import tqdm
 from vocalsep.audio import resample
 from vocalsep.config import SeparateParams
 from vocalsep.devices import pick_device
-from vocalsep.model import build_model, load_checkpoint
+from vocalsep.model import load_checkpoint, model_from_state
 
 MODEL_URI_SCHEMES = ("models:/", "runs:/")
 DEFAULT_SAMPLE_RATE = 44100  # of checkpoints whose params lack audio.sample_rate
@@ -184,9 +184,7 @@ def checkpoint_path(spec: str) -> Path:
 
 def model_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu") -> tuple[nn.Module, int]:
     """Rebuild a checkpoint's model (eval mode, on `device`) and read its rate (params audio.sample_rate)."""
-    model = build_model(ckpt["class"], ckpt["kwargs"])
-    model.load_state_dict(ckpt["state"])
-    return model.to(resolve_device(str(device))).eval(), checkpoint_sample_rate(ckpt)
+    return model_from_state(ckpt).to(resolve_device(str(device))), checkpoint_sample_rate(ckpt)
 
 
 def checkpoint_sample_rate(ckpt: dict[str, Any]) -> int:

@@ -64,9 +64,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise VocalsepError(f"{path}: not a readable vocalsep checkpoint ({err}); retrain or restore it") from None
 
 
-def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild a model from its own checkpoint, in eval mode."""
-    ckpt = load_checkpoint(path, map_location)
+def model_from_state(ckpt: dict[str, Any]) -> nn.Module:
+    """The model a loaded checkpoint describes (class, kwargs, weights), in eval mode."""
     model = build_model(ckpt["class"], ckpt["kwargs"])
     model.load_state_dict(ckpt["state"])
     return model.eval()
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a model from its own checkpoint file, in eval mode."""
+    return model_from_state(load_checkpoint(path, map_location))
