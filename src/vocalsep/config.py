@@ -27,6 +27,7 @@ class ParamsError(ValueError):
 @dataclass(frozen=True)
 class PathsParams:
     demo: str = "data/demo"
+    corpus: str = "data/corpus"
     raw: str = "data/raw"
     normalized: str = "data/normalized"
     validated: str = "data/validated"
@@ -51,6 +52,16 @@ class DemoParams:
     instrumentals: int = 8
     min_seconds: float = 20.0
     max_seconds: float = 40.0
+
+
+@dataclass(frozen=True)
+class CorpusParams:
+    spec: str = "sources/debian-corpus.yaml"
+    set: Literal["none", "train", "eval"] = "none"
+    cache: str = ".cache/debian"
+    track_seconds: float = 45.0
+    pause_seconds: tuple[float, float] = (0.15, 0.7)
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -100,13 +111,20 @@ class IndexParams:
 
 @dataclass(frozen=True)
 class ModelParams:
-    name: Literal["VocNet"] = "VocNet"
+    """One section for every model family: each takes the keys its constructor names (see `model_kwargs`)."""
+
+    name: Literal["VocNet", "HybridVocNet"] = "VocNet"
     filters: int = 16
     skip_filters: int = 24
     layers: int = 10
     layers_per_stack: int = 10
     kernel_size: int = 2
     bias: bool = False
+    n_fft: int = 2048
+    hop: int = 512
+    wave_filters: int = 64
+    wave_stride: int = 128
+    global_context: bool = False
 
 
 @dataclass(frozen=True)
@@ -129,7 +147,9 @@ class TrainParams:
     lr_schedule: Literal["cosine", "constant"] = "cosine"
     weight_decay: float = 0.0
     grad_clip: float = 1.0
-    loss: Literal["l1", "l1_stft"] = "l1"
+    loss: Literal["l1", "l1_stft", "snr", "snr_stft", "si_sdr"] = "l1"
+    warmup_steps: int = 0
+    init: Literal["scratch", "pretrained"] = "scratch"
     early_stopping_patience: int = 5
     workers: int = 0
     compile: bool = False
@@ -174,6 +194,7 @@ class Params:
     paths: PathsParams = field(default_factory=PathsParams)
     audio: AudioParams = field(default_factory=AudioParams)
     demo: DemoParams = field(default_factory=DemoParams)
+    corpus: CorpusParams = field(default_factory=CorpusParams)
     download: DownloadParams = field(default_factory=DownloadParams)
     normalize: NormalizeParams = field(default_factory=NormalizeParams)
     validate: ValidateParams = field(default_factory=ValidateParams)
@@ -303,6 +324,9 @@ def _check_ranges(p: Params) -> None:
     _require(8000 <= p.audio.sample_rate <= 192000, "audio.sample_rate", "must be between 8000 and 192000 Hz")
     _require(p.demo.acapellas >= 1 and p.demo.instrumentals >= 1, "demo", "needs at least one file of each role")
     _require(0 < p.demo.min_seconds <= p.demo.max_seconds, "demo.min_seconds", "must be > 0 and <= demo.max_seconds")
+    _require(p.corpus.track_seconds > 0, "corpus.track_seconds", "must be > 0 seconds")
+    _require(0 <= p.corpus.pause_seconds[0] <= p.corpus.pause_seconds[1], "corpus.pause_seconds",
+             "must be [low, high] with 0 <= low <= high")
     _require(p.download.retries >= 1, "download.retries", "must be at least 1")
     _require(p.download.socket_timeout > 0, "download.socket_timeout", "must be > 0 seconds")
     _require(p.download.backoff_seconds >= 0, "download.backoff_seconds", "must be >= 0 seconds")
@@ -326,6 +350,12 @@ def _check_ranges(p: Params) -> None:
     _require(p.model.filters >= 1 and p.model.skip_filters >= 1, "model.filters", "filters and skip_filters must be >= 1")
     _require(p.model.layers >= 1 and p.model.layers_per_stack >= 1, "model.layers", "layers and layers_per_stack must be >= 1")
     _require(p.model.kernel_size >= 2, "model.kernel_size", "must be at least 2")
+    _require(p.model.wave_stride >= 1 and p.model.hop % p.model.wave_stride == 0, "model.hop",
+             f"must be a multiple of model.wave_stride ({p.model.wave_stride})")
+    _require(p.model.n_fft >= p.model.hop and p.model.n_fft % 2 == 0, "model.n_fft",
+             f"must be even and >= model.hop ({p.model.hop})")
+    _require(p.model.wave_filters >= 1, "model.wave_filters", "must be at least 1")
+    _require(p.train.warmup_steps >= 0, "train.warmup_steps", "must be >= 0")
     _require(0 < p.data.segment_seconds <= p.index.snippet_seconds, "data.segment_seconds",
              f"must be > 0 and <= index.snippet_seconds ({p.index.snippet_seconds})")
     _require(p.data.gain_db[0] <= p.data.gain_db[1], "data.gain_db", "must be [low, high]")

@@ -31,6 +31,18 @@ def build_model(name: str, kwargs: dict[str, Any]) -> nn.Module:
     return MODELS[name](**kwargs)
 
 
+def model_kwargs(name: str, section: dict[str, Any]) -> dict[str, Any]:
+    """The keys of the `model` params section that model class `name` takes (its constructor's arguments)."""
+    import inspect
+
+    from vocalsep.model import MODELS
+
+    if name not in MODELS:
+        raise VocalsepError(f"unknown model class {name!r}; known: {', '.join(MODELS)}")
+    accepted = inspect.signature(MODELS[name]).parameters
+    return {k: v for k, v in section.items() if k in accepted and k != "name"}
+
+
 def save_checkpoint(path: str | Path, model: nn.Module, kwargs: dict[str, Any], **extra: Any) -> None:
     """Write atomically (temp file + rename): a crash never leaves a half-written checkpoint."""
     path = Path(path)

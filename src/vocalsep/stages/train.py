@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from vocalsep import tracking
 from vocalsep.config import Params, params_to_dict
 from vocalsep.data import MixtureDataset, read_index, validation_set
-from vocalsep.model.checkpoint import build_model, git_sha, load_model, save_checkpoint
+from vocalsep.model.checkpoint import build_model, git_sha, load_model, model_kwargs, save_checkpoint
 from vocalsep.stages._cli import run_stage
 from vocalsep.training import distributed, report
 from vocalsep.training.loop import make_optimizer, make_scheduler, train_step, validate
@@ -91,11 +91,11 @@ def _prepare(params: Params, ctx: distributed.Context) -> Session:
     val = validation_set(read_index(paths.index, "val"), params.data, sr, where=f"{paths.index}/val.parquet")
     key = resume_key(params, index_hash(paths.index))
     ckpt = load_resumable(Path(paths.checkpoints) / "last.pt", key)
-    kwargs = {k: v for k, v in params_to_dict(params)["model"].items() if k != "name"}
+    kwargs = model_kwargs(params.model.name, params_to_dict(params)["model"])
     raw = build_model(params.model.name, kwargs).to(ctx.device)
     total = params.train.epochs * (params.data.examples_per_epoch // params.train.batch_size)
     optimizer = make_optimizer(raw, params.train)
-    scheduler = make_scheduler(optimizer, params.train.lr_schedule, total)
+    scheduler = make_scheduler(optimizer, params.train.lr_schedule, total, params.train.warmup_steps)
     if ckpt is not None:
         raw.load_state_dict(ckpt["state"])
         optimizer.load_state_dict(ckpt["optimizer"])

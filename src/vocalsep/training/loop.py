@@ -16,13 +16,20 @@ def make_optimizer(model: nn.Module, train: TrainParams) -> torch.optim.Optimize
     return torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
-    """Cosine decay from `lr` to 0 over the run's optimizer steps, or a constant rate."""
-    if schedule == "cosine":
-        factor = lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))  # noqa: E731
-    else:
-        factor = lambda step: 1.0  # noqa: E731
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps: int,
+                   warmup_steps: int = 0) -> torch.optim.lr_scheduler.LRScheduler:
+    """Linear warm-up over `warmup_steps`, then cosine decay from `lr` to 0 by `total_steps`, or a constant rate."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, schedule, total_steps, warmup_steps))
+
+
+def lr_factor(step: int, schedule: str, total_steps: int, warmup_steps: int = 0) -> float:
+    """The multiplier of `lr` at optimizer step `step` (see `make_scheduler`)."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule != "cosine":
+        return 1.0
+    span = max(total_steps - warmup_steps, 1)
+    return 0.5 * (1 + math.cos(math.pi * min(step - warmup_steps, span) / span))
 
 
 def autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:

@@ -36,9 +36,42 @@ def l1_stft_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return l1_loss(estimate, target) + spectral / len(STFT_RESOLUTIONS)
 
 
+SNR_CAP = 1e-3  # tau: the loss stops rewarding an example past 30 dB SNR (Wisdom et al. 2020, thresholded SNR)
+ENERGY_FLOOR = 1e-7  # per sample, ~40 dB under a -23 LUFS voice: bounds the loss of silent targets
+
+
+def snr_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Negative thresholded SNR in dB, mean over the batch: `10 log10((|s - s'|^2 + tau |s|^2 + f) / (|s|^2 + f))`.
+
+    Unlike SI-SDR it counts level, so the estimate's loudness is learned too
+    (SDR scores it); the cap keeps easy examples from dominating, and the floor
+    `f` makes a silent target ask for a silent estimate without dividing by 0.
+    """
+    est = estimate.reshape(estimate.shape[0], -1)
+    ref = target.reshape(target.shape[0], -1)
+    floor = ENERGY_FLOOR * ref.shape[-1]
+    signal = ref.pow(2).sum(-1)
+    error = (ref - est).pow(2).sum(-1)
+    return (10 * torch.log10(error + SNR_CAP * signal + floor) - 10 * torch.log10(signal + floor)).mean()
+
+
+def snr_stft_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Thresholded SNR plus the mean multi-resolution STFT magnitude loss (what SDR counts and what ears hear)."""
+    spectral = sum(stft_magnitude_loss(estimate, target, n, h) for n, h in STFT_RESOLUTIONS)
+    return snr_loss(estimate, target) + spectral / len(STFT_RESOLUTIONS)
+
+
+def si_sdr_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Negative SI-SDR in dB, mean over the batch: scale-invariant, so the output level is left free."""
+    return -si_sdr(estimate, target).mean()
+
+
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "l1": l1_loss,
     "l1_stft": l1_stft_loss,
+    "snr": snr_loss,
+    "snr_stft": snr_stft_loss,
+    "si_sdr": si_sdr_loss,
 }
 
 
