@@ -73,15 +73,23 @@ def overlap_add(output: np.ndarray, weight_sum: np.ndarray, piece: np.ndarray, s
     weight_sum[start:stop] += weights
 
 
-def context_window(start: int, chunk: int, length: int, context: tuple[int, int]) -> tuple[int, int]:
+def context_window(start: int, chunk: int, length: int, context: tuple[int, int],
+                   stride: int = 1) -> tuple[int, int]:
     """`(window_start, window_length)` around chunk `[start, start + chunk)` inside `[0, length)`.
 
     The window has `context` (before, after) samples around the chunk, shifted
-    to stay inside the song; every window of a song has the same length, so
-    windows batch together.
+    to stay inside the song. With `stride` > 1 (a framed model such as
+    HybridVocNet) the window starts on a multiple of `stride`, so its frames
+    fall where the whole-song pass puts them; it then grows by up to `stride`
+    to keep the context. Windows of one song share one length, except a last
+    one that ends at the song's end.
     """
     size = min(length, chunk + context[0] + context[1])
-    return min(max(start - context[0], 0), length - size), size
+    begin = min(max(start - context[0], 0), length - size)
+    if stride > 1:
+        aligned = begin - begin % stride
+        return aligned, min(length - aligned, size + stride)
+    return begin, size
 
 
 def resolve_device(name: str, key: str = "separate.device") -> torch.device:
@@ -92,6 +100,18 @@ def resolve_device(name: str, key: str = "separate.device") -> torch.device:
 def _batches(items: list[int], size: int) -> Iterator[list[int]]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
+
+
+def _same_size(group: list[tuple[int, tuple[int, int]]]) -> Iterator[list[tuple[int, tuple[int, int]]]]:
+    """Runs of `(chunk start, (window start, window length))` whose windows have one length (they stack)."""
+    run: list[tuple[int, tuple[int, int]]] = []
+    for item in group:
+        if run and item[1][1] != run[-1][1][1]:
+            yield run
+            run = []
+        run.append(item)
+    if run:
+        yield run
 
 
 def separate(
@@ -127,13 +147,15 @@ def separate(
     device = torch.device(device)
     model = model.to(device).eval()
     context = tuple(model.context if context is None else context)
+    stride = int(getattr(model, "stride", 1))
     with torch.inference_mode():
         for batch in tqdm(list(_batches(starts, batch_size)), desc="separate", unit="batch", disable=not progress):
-            windows = [context_window(s, chunk, length, context) for s in batch]
-            stacked = np.stack([mixture[:, w:w + size] for w, size in windows])
-            estimate = model(torch.from_numpy(stacked).to(device)).float().cpu().numpy()
-            for piece, start, (w, _) in zip(estimate, batch, windows):
-                overlap_add(output, weight_sum, piece[:, start - w:start - w + chunk], start, weights)
+            windows = [context_window(s, chunk, length, context, stride) for s in batch]
+            for group in _same_size(list(zip(batch, windows))):
+                stacked = np.stack([mixture[:, w:w + size] for _, (w, size) in group])
+                estimate = model(torch.from_numpy(stacked).to(device)).float().cpu().numpy()
+                for piece, (start, (w, _)) in zip(estimate, group):
+                    overlap_add(output, weight_sum, piece[:, start - w:start - w + chunk], start, weights)
     output /= weight_sum
     return output
 

@@ -1,7 +1,8 @@
 """Sources manifests: the YAML lists of song URLs the download stage fetches.
 
-A manifest is a list of entries `{url, role, title?, license?}` (docs/pipeline.md,
-"Sources manifest"). A `file:` URL without `//` is a path relative to the
+A manifest is a list of entries `{url, role, title?, license?, package?, version?,
+sample_rate?}` (docs/pipeline.md, "Sources manifest"); the last three record where a
+real-corpus file came from (Debian package and version) and its own sample rate. A `file:` URL without `//` is a path relative to the
 manifest's folder; `resolve_url` turns it into an absolute `file:///` URL.
 """
 
@@ -18,7 +19,7 @@ import yaml
 from vocalsep.errors import VocalsepError
 
 ROLES = ("acapella", "instrumental")
-FIELDS = ("url", "role", "title", "license")
+FIELDS = ("url", "role", "title", "license", "package", "version", "sample_rate")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
@@ -35,6 +36,9 @@ class Source:
     title: str | None
     license: str | None
     id: str
+    package: str | None = None
+    version: str | None = None
+    sample_rate: int | None = None
 
 
 def source_id(url: str) -> str:
@@ -93,8 +97,13 @@ def _entry(raw: object, where: str) -> Source:
     role = raw.get("role")
     if role not in ROLES:
         raise SourcesError(f"{where}: field 'role' is {role!r}; use one of {', '.join(ROLES)}")
+    rate = raw.get("sample_rate")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int) or rate < 0):
+        raise SourcesError(f"{where}: field 'sample_rate' must be a whole number of Hz, got {rate!r}")
     return Source(url=url, role=role, title=_text(raw.get("title"), where, "title"),
-                  license=_text(raw.get("license"), where, "license"), id=source_id(url))
+                  license=_text(raw.get("license"), where, "license"), id=source_id(url),
+                  package=_text(raw.get("package"), where, "package"),
+                  version=_text(raw.get("version"), where, "version"), sample_rate=rate)
 
 
 def load_sources(path: str | Path) -> list[Source]:
