@@ -215,6 +215,11 @@ def checkpoint_sample_rate(ckpt: dict[str, Any]) -> int:
 
 
 def load_separator(spec: str, device: str | torch.device = "cpu") -> tuple[nn.Module, int]:
-    """The model of a checkpoint path or MLflow model URI (eval mode, on `device`) and its sample rate."""
+    """The model of a checkpoint path, an MLflow model URI or `pretrained` (eval mode, on `device`) and its rate."""
+    if spec == "pretrained":
+        from vocalsep.pretrained import load_pretrained
+
+        model, rate = load_pretrained()
+        return model.to(resolve_device(str(device))), rate
     return model_from_checkpoint(load_checkpoint(checkpoint_path(spec), map_location="cpu"), device)
 

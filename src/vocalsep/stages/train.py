@@ -25,6 +25,7 @@ from vocalsep import tracking
 from vocalsep.config import Params, params_to_dict
 from vocalsep.data import MixtureDataset, read_index, validation_set
 from vocalsep.model.checkpoint import build_model, git_sha, load_model, model_kwargs, save_checkpoint
+from vocalsep.pretrained import init_from_pretrained
 from vocalsep.stages._cli import run_stage
 from vocalsep.training import distributed, report
 from vocalsep.training.loop import make_optimizer, make_scheduler, train_step, validate
@@ -96,6 +97,9 @@ def _prepare(params: Params, ctx: distributed.Context) -> Session:
     total = params.train.epochs * (params.data.examples_per_epoch // params.train.batch_size)
     optimizer = make_optimizer(raw, params.train)
     scheduler = make_scheduler(optimizer, params.train.lr_schedule, total, params.train.warmup_steps)
+    if ckpt is None and params.train.init == "pretrained":
+        init_from_pretrained(raw, params.model.name, kwargs)
+        log.info("starting from the shipped base model (train.init: pretrained)")
     if ckpt is not None:
         raw.load_state_dict(ckpt["state"])
         optimizer.load_state_dict(ckpt["optimizer"])

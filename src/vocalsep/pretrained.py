@@ -1,0 +1,98 @@
+"""The shipped base model: safetensors weights and a JSON config in `pretrained/`, never a pickle.
+
+`vocalsep separate --model pretrained` loads it; it is the fallback when the
+registry has no champion, and `train.init: pretrained` fine-tunes it.
+`export_pretrained` writes it from a training checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from vocalsep.errors import VocalsepError
+from vocalsep.model.checkpoint import build_model
+
+PRETRAINED = "pretrained"  # the name users pass as --model
+WEIGHTS_NAME = "vocalsep-base.safetensors"
+CONFIG_NAME = "vocalsep-base.json"
+FORMAT = "vocalsep-pretrained/1"
+
+
+def pretrained_dir() -> Path:
+    """`$VOCALSEP_PRETRAINED`, else `pretrained/` at the root of this checkout."""
+    override = os.environ.get("VOCALSEP_PRETRAINED")
+    return Path(override) if override else Path(__file__).resolve().parents[2] / "pretrained"
+
+
+def read_config(folder: str | Path | None = None) -> dict[str, Any]:
+    """The base model's JSON config: class, kwargs, sample_rate, and how it was made."""
+    path = Path(folder or pretrained_dir()) / CONFIG_NAME
+    if not path.is_file():
+        raise VocalsepError(f"{path}: the shipped base model is missing; restore pretrained/ from git "
+                            "(git checkout -- pretrained) or set VOCALSEP_PRETRAINED to its folder")
+    try:
+        config = json.loads(path.read_text())
+    except ValueError as err:
+        raise VocalsepError(f"{path}: not valid JSON ({err}); restore it from git") from None
+    if config.get("format") != FORMAT:
+        raise VocalsepError(f"{path}: format {config.get('format')!r} is not {FORMAT!r}; restore it from git")
+    return config
+
+
+def load_pretrained(folder: str | Path | None = None) -> tuple[nn.Module, int]:
+    """The base model (eval mode, CPU) and the sample rate it works at."""
+    folder = Path(folder or pretrained_dir())
+    config = read_config(folder)
+    weights = folder / WEIGHTS_NAME
+    try:
+        state = load_file(str(weights))
+    except (OSError, ValueError, RuntimeError) as err:  # missing, truncated or not safetensors
+        raise VocalsepError(f"{weights}: cannot read the base model's weights ({err}); "
+                            "restore pretrained/ from git") from None
+    model = build_model(config["class"], config["kwargs"])
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise VocalsepError(f"{weights}: weights do not fit {config['class']}({config['kwargs']}): {err}") from None
+    return model.eval(), int(config["sample_rate"])
+
+
+def export_pretrained(ckpt: dict[str, Any], folder: str | Path, **provenance: Any) -> Path:
+    """Write a training checkpoint's model as `folder/{WEIGHTS_NAME, CONFIG_NAME}`; returns the config path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in ckpt["state"].items()}
+    save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": FORMAT, "class": ckpt["class"]})
+    params = ckpt.get("params") or {}
+    config = {
+        "format": FORMAT,
+        "class": ckpt["class"],
+        "kwargs": ckpt["kwargs"],
+        "sample_rate": int((params.get("audio") or {}).get("sample_rate", 44100)),
+        "parameters": int(sum(v.numel() for v in state.values())),
+        "git_sha": ckpt.get("git_sha"),
+        "step": ckpt.get("step"),
+        **provenance,
+    }
+    path = folder / CONFIG_NAME
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def init_from_pretrained(model: nn.Module, name: str, kwargs: dict[str, Any], folder: str | Path | None = None) -> None:
+    """Load the base model's weights into `model` (`train.init: pretrained`); the architectures must match."""
+    config = read_config(folder)
+    if config["class"] != name or config["kwargs"] != kwargs:
+        raise VocalsepError(
+            f"train.init is pretrained, but the base model is {config['class']}({config['kwargs']}) and "
+            f"params.yaml asks for {name}({kwargs}); set the model section to the base model's "
+            "(as in params-real.yaml) or use train.init: scratch")
+    base, _ = load_pretrained(folder)
+    model.load_state_dict(base.state_dict())
+
