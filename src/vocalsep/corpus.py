@@ -108,6 +108,9 @@ def load_spec(path: str | Path) -> list[Package]:
 def _package(entry: object, where: str, base: Path) -> Package:
     if not isinstance(entry, dict):
         raise CorpusError(f"{where}: expected a mapping (package, version, sha256, license, attribution, groups)")
+    unknown = sorted(set(map(str, entry)) - {"package", "version", "sha256", "license", "attribution", "groups", "deb"})
+    if unknown:
+        raise CorpusError(f"{where}: unknown field(s) {', '.join(unknown)}")
     missing = [k for k in ("package", "version", "sha256", "license", "attribution", "groups") if not entry.get(k)]
     if missing:
         raise CorpusError(f"{where}: missing field(s) {', '.join(missing)}")
@@ -118,6 +121,9 @@ def _package(entry: object, where: str, base: Path) -> Package:
     if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
         raise CorpusError(f"{where} ({name}): sha256 must be 64 hex digits, got {entry['sha256']!r}")
     groups = tuple(_group(g, f"{where} ({name}) group {i}") for i, g in enumerate(entry["groups"], 1))
+    twice = sorted(n for n, c in Counter(g.name for g in groups).items() if c > 1)
+    if twice:  # extract_groups keys files by group name: two groups of one name would each get both's files
+        raise CorpusError(f"{where} ({name}): group name(s) {', '.join(twice)} used twice; name each group apart")
     deb = entry.get("deb")
     return Package(name, str(entry["version"]), sha, str(entry["license"]), str(entry["attribution"]), groups,
                    str((base / deb).resolve()) if deb else None)
@@ -207,9 +213,10 @@ def extract_groups(deb: Path, groups: list[Group], dest: Path) -> dict[str, list
     try:
         with tarfile.open(fileobj=proc.stdout, mode="r|*") as archive:
             for member in archive:
-                name = PurePosixPath(member.name.lstrip("./")).as_posix()
-                if not member.isfile() or PurePosixPath(member.name).is_absolute() or ".." in name.split("/"):
+                inner = PurePosixPath(member.name)  # "./usr/x" -> "usr/x"; ".." and "/" are kept to be refused
+                if not member.isfile() or inner.is_absolute() or ".." in inner.parts:
                     continue
+                name = inner.as_posix()
                 wanted = [g for g in groups if _selected(name, g)]
                 if not wanted:
                     continue

@@ -109,3 +109,37 @@ def test_the_same_audio_under_two_urls_is_used_once():
                                record("https://c", "f" * 64), record("https://d", None, "failed")])
     assert [r["status"] for r in records] == ["ok", "ok", "failed", "failed"]
     assert "same audio as https://a" in records[2]["reason"] and records[3]["reason"] is None
+
+
+def test_corpus_fields_package_version_and_sample_rate(tmp_path):
+    path = write(tmp_path, "- url: file:acapella/a.flac\n  role: acapella\n  package: klettres-data\n"
+                           "  version: '4:22.12.3-1'\n  sample_rate: 22050\n"
+                           "- url: file:b.flac\n  role: instrumental\n  version: 1.16\n  sample_rate: 0\n"
+                           "- url: https://x/c.wav\n  role: instrumental\n")
+    first, second, third = load_sources(path)
+    assert (first.package, first.version, first.sample_rate) == ("klettres-data", "4:22.12.3-1", 22050)
+    assert (second.package, second.version, second.sample_rate) == (None, "1.16", 0)  # 0: rate unknown
+    assert (third.package, third.version, third.sample_rate) == (None, None, None)
+
+
+@pytest.mark.parametrize("value", ["'44100'", "44.1k", "44100.0", "22050.5", "-8000", "true", "[8000]"])
+def test_sample_rate_must_be_a_whole_non_negative_number(tmp_path, value):
+    path = write(tmp_path, f"- url: https://x/a.wav\n  role: acapella\n  sample_rate: {value}\n")
+    with pytest.raises(SourcesError) as err:
+        load_sources(path)
+    message = str(err.value)
+    assert str(path) in message and "entry 1" in message and "'sample_rate'" in message
+
+
+@pytest.mark.parametrize("field", ["packages", "rate", "samplerate", "sha256"])
+def test_corpus_like_unknown_fields_are_still_refused(tmp_path, field):
+    path = write(tmp_path, f"- url: https://x/a.wav\n  role: acapella\n  {field}: 1\n")
+    with pytest.raises(SourcesError, match=f"unknown field\\(s\\) {field}; allowed: .*sample_rate"):
+        load_sources(path)
+
+
+@pytest.mark.parametrize("field", ["package", "version"])
+def test_package_and_version_must_be_text(tmp_path, field):
+    path = write(tmp_path, f"- url: https://x/a.wav\n  role: acapella\n  {field}: [a, b]\n")
+    with pytest.raises(SourcesError, match=f"entry 1: field '{field}' must be text"):
+        load_sources(path)
