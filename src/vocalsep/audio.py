@@ -24,10 +24,11 @@ from vocalsep.env import ffmpeg_exe
 from vocalsep.errors import AudioError
 
 # libsndfile's log marks a data chunk shorter than its header says with "(should be N)".
-# Its Ogg warning "Last page lacks an end-of-stream bit" is not on that list: many real
-# files (548 of klettres-data's) lack the bit yet decode every frame their granule
-# positions declare; a cut Ogg file shows up as fewer frames than declared instead.
 _TRUNCATED_LOG = re.compile(r"^data\s*:.*\(should be \d+\)", re.M)
+# An Ogg file cut mid-page logs both "Last page lacks an end-of-stream bit" and "Junk after
+# the last page". Either alone is harmless: 548 of klettres-data's files lack the bit and 18
+# carry trailing junk, and every one of them decodes all the frames it declares.
+_OGG_CUT = ("lacks an end-of-stream", "Junk after the last page")
 _FFMPEG_TRUNCATED = re.compile(r"ended prematurely|partial file|truncat", re.I)
 _FFMPEG_STREAM = re.compile(r"Output #0.*?Audio: pcm_f32le, (\d+) Hz, ([^,]+),", re.S)
 _LOUDNESS_BLOCK_SECONDS = 0.4  # BS.1770 gating block: shorter audio has no loudness
@@ -97,7 +98,8 @@ def _read_soundfile(source, name: str) -> tuple[np.ndarray, int]:
         except sf.LibsndfileError:
             raise _NotForLibsndfile(declared) from None
     # MP3 frame counts come from the Xing header: a cut file decodes far fewer frames.
-    if _TRUNCATED_LOG.search(log) or _is_truncated(audio.shape[0], declared):
+    ogg_cut = all(marker in log for marker in _OGG_CUT)
+    if _TRUNCATED_LOG.search(log) or ogg_cut or _is_truncated(audio.shape[0], declared):
         raise AudioError(f"{name}: file is truncated (ends before its header says); re-download it")
     return audio, sr
 
