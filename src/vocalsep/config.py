@@ -352,8 +352,8 @@ def _check_ranges(p: Params) -> None:
     _require(p.model.kernel_size >= 2, "model.kernel_size", "must be at least 2")
     _require(p.model.wave_stride >= 1 and p.model.hop % p.model.wave_stride == 0, "model.hop",
              f"must be a multiple of model.wave_stride ({p.model.wave_stride})")
-    _require(p.model.n_fft >= p.model.hop and p.model.n_fft % 2 == 0, "model.n_fft",
-             f"must be even and >= model.hop ({p.model.hop})")
+    _require(p.model.n_fft > p.model.hop and p.model.n_fft % 2 == 0, "model.n_fft",
+             f"must be even and > model.hop ({p.model.hop})")
     _require(p.model.wave_filters >= 1, "model.wave_filters", "must be at least 1")
     _require(p.train.warmup_steps >= 0, "train.warmup_steps", "must be >= 0")
     _require(0 < p.data.segment_seconds <= p.index.snippet_seconds, "data.segment_seconds",

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -52,7 +53,7 @@ def load_pretrained(folder: str | Path | None = None) -> tuple[nn.Module, int]:
     weights = folder / WEIGHTS_NAME
     try:
         state = load_file(str(weights))
-    except (OSError, ValueError, RuntimeError) as err:  # missing, truncated or not safetensors
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # missing, truncated or not safetensors
         raise VocalsepError(f"{weights}: cannot read the base model's weights ({err}); "
                             "restore pretrained/ from git") from None
     model = build_model(config["class"], config["kwargs"])

@@ -26,3 +26,14 @@ def test_gpu_profile_is_complete_and_differs_only_in_scale(repo_root):
     assert not drift, f"params-gpu.yaml is out of date with params.yaml for: {drift}"
     assert (gpu.model.filters, gpu.model.skip_filters, gpu.model.layers) == (128, 192, 30)
     assert gpu.train.device == "cuda"
+
+
+def test_real_profile_holds_exactly_the_keys_of_params_yaml(repo_root):
+    """params-real.yaml is edited by hand beside params.yaml: a key added to one and not the other
+    would silently take the dataclass default in the profile that lacks it."""
+    raw_real = flatten(yaml.safe_load((repo_root / "params-real.yaml").read_text()))
+    raw_cpu = flatten(yaml.safe_load((repo_root / "params.yaml").read_text()))
+    assert sorted(set(raw_cpu) - set(raw_real)) == [], "keys of params.yaml missing from params-real.yaml"
+    assert sorted(set(raw_real) - set(raw_cpu)) == [], "keys of params-real.yaml missing from params.yaml"
+    real = load_params(repo_root / "params-real.yaml")
+    assert real.model.name == "HybridVocNet" and real.corpus.set != "none"

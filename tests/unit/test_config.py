@@ -47,11 +47,56 @@ def test_bad_choice_lists_allowed_values():
         ({"evaluate": {"window_seconds": 0}}, "evaluate.window_seconds"),
         ({"validate": {"min_loudness_lufs": -5.0}}, "validate.min_loudness_lufs"),
         ({"normalize": {"clipping_level": 1.5}}, "normalize.clipping_level"),
+        ({"model": {"hop": 100, "wave_stride": 64}}, "model.hop"),
+        ({"model": {"n_fft": 2047}}, "model.n_fft"),
+        ({"model": {"n_fft": 512, "hop": 512}}, "model.n_fft"),
+        ({"model": {"n_fft": 256, "hop": 512}}, "model.n_fft"),
+        ({"model": {"wave_filters": 0}}, "model.wave_filters"),
+        ({"model": {"name": "UNet"}}, "model.name"),
+        ({"train": {"warmup_steps": -1}}, "train.warmup_steps"),
+        ({"train": {"init": "foo"}}, "train.init"),
+        ({"train": {"loss": "bar"}}, "train.loss"),
+        ({"corpus": {"set": "x"}}, "corpus.set"),
     ],
 )
 def test_wrong_values_name_the_field(values, key):
     with pytest.raises(ParamsError, match=key.replace(".", r"\.")):
         params_from_dict(values)
+
+
+@pytest.mark.parametrize("profile", ["params.yaml", "params-gpu.yaml", "params-real.yaml"])
+def test_every_shipped_profile_loads_and_every_key_is_a_field(repo_root, profile):
+    params = load_params(repo_root / profile)
+    raw = yaml.safe_load((repo_root / profile).read_text())
+    assert set(flatten(raw)) == set(flatten(params_to_dict(params)))
+
+
+VOCNET_KEYS = {"filters", "skip_filters", "layers", "layers_per_stack", "kernel_size", "bias"}
+HYBRID_KEYS = {"filters", "skip_filters", "layers", "layers_per_stack", "kernel_size", "n_fft", "hop", "wave_filters",
+               "wave_stride", "global_context"}
+
+
+@pytest.mark.parametrize("profile", ["params.yaml", "params-real.yaml"])
+def test_model_kwargs_take_only_each_class_constructor_arguments(repo_root, profile):
+    from vocalsep.model import build_model, model_kwargs
+
+    section = params_to_dict(load_params(repo_root / profile))["model"]
+    for name, keys in (("VocNet", VOCNET_KEYS), ("HybridVocNet", HYBRID_KEYS)):
+        kwargs = model_kwargs(name, section)
+        assert set(kwargs) == keys, name
+        assert all(kwargs[k] == section[k] for k in keys)
+    assert "n_fft" not in model_kwargs("VocNet", section) and "bias" not in model_kwargs("HybridVocNet", section)
+    small = {**section, "filters": 4, "skip_filters": 4, "layers": 2, "wave_filters": 4}
+    assert type(build_model("HybridVocNet", model_kwargs("HybridVocNet", small))).__name__ == "HybridVocNet"
+    assert type(build_model("VocNet", model_kwargs("VocNet", small))).__name__ == "VocNet"
+
+
+def test_model_kwargs_of_an_unknown_class_name_the_known_ones():
+    from vocalsep.errors import VocalsepError
+    from vocalsep.model import model_kwargs
+
+    with pytest.raises(VocalsepError, match="UNet.*VocNet, HybridVocNet"):
+        model_kwargs("UNet", {"filters": 4})
 
 
 def test_params_are_frozen(real_params):

@@ -9,8 +9,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from vocalsep.config import SeparateParams
-from vocalsep.model import VocNet, save_checkpoint
+from vocalsep.config import SeparateParams, params_to_dict
+from vocalsep.model import VocNet, model_kwargs, save_checkpoint
 from vocalsep.separate import (
     chunk_offsets,
     context_window,
@@ -62,7 +62,8 @@ def test_context_can_be_given_for_models_without_the_property(model):
 
 def test_silence_in_gives_silence_out_for_the_default_network(real_params):
     torch.manual_seed(0)
-    kwargs = {k: v for k, v in vars(real_params.model).items() if k != "name"}
+    assert real_params.model.name == "VocNet"
+    kwargs = model_kwargs("VocNet", params_to_dict(real_params)["model"])
     assert kwargs["bias"] is False  # the default profile is the silence-preserving network
     model = VocNet(**kwargs).eval()
     silence = np.zeros((2, 20000), dtype=np.float32)
@@ -185,3 +186,33 @@ def test_cli_reports_a_missing_model_in_one_line(tmp_path, capsys):
     code = separate_main([str(wav), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "none.pt")])
     err = capsys.readouterr().err
     assert code == 2 and "none.pt" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("stride", [64, 100])
+@pytest.mark.parametrize("chunk", [128, 130, 1000])
+def test_context_window_starts_on_the_stride_and_keeps_the_context(stride, chunk):
+    length, context = 5003, (300, 257)
+    sizes = set()
+    for start in chunk_offsets(length, chunk, chunk - 16):
+        w, size = context_window(start, chunk, length, context, stride)
+        assert w % stride == 0 and 0 <= w and w + size <= length
+        assert start - w >= min(start, context[0])
+        assert (w + size) - (start + chunk) >= min(length - start - chunk, context[1])
+        if w + size < length:
+            sizes.add(size)
+    assert len(sizes) == 1  # windows not cut by the song's end stack into one batch
+
+
+def test_context_window_of_a_song_shorter_than_chunk_and_context_is_the_song():
+    assert context_window(0, 100, 450, (200, 200), 64) == (0, 450)
+    assert context_window(50, 100, 450, (200, 200), 64) == (0, 450)
+
+
+def test_same_size_splits_runs_of_equal_window_length_in_order():
+    from vocalsep.separate import _same_size
+
+    group = [(0, (0, 10)), (5, (0, 10)), (9, (4, 10)), (12, (8, 7)), (14, (10, 5)), (15, (10, 5))]
+    runs = list(_same_size(group))
+    assert [item for run in runs for item in run] == group
+    assert [[start for start, _ in run] for run in runs] == [[0, 5, 9], [12], [14, 15]]
+    assert list(_same_size([])) == []

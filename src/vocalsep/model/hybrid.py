@@ -96,8 +96,8 @@ class HybridVocNet(nn.Module):
         channels: int = 2,
     ):
         super().__init__()
-        if hop % wave_stride or n_fft < hop or n_fft % 2:
-            raise ValueError(f"need hop ({hop}) a multiple of wave_stride ({wave_stride}) and even n_fft >= hop ({n_fft})")
+        if hop % wave_stride or n_fft <= hop or n_fft % 2:  # n_fft == hop: a Hann window's overlap-add has zeros
+            raise ValueError(f"need hop ({hop}) a multiple of wave_stride ({wave_stride}) and even n_fft > hop ({n_fft})")
         self.channels, self.n_fft, self.hop, self.wave_stride = channels, n_fft, hop, wave_stride
         self.bins = n_fft // 2 + 1
         self.fold = hop // wave_stride
@@ -143,7 +143,8 @@ class HybridVocNet(nn.Module):
         frames = spec.shape[-1]
         magnitude = spec.abs().reshape(batch, channels * self.bins, frames)
         spectral = torch.log(magnitude + 1e-4) * self.input_scale + self.input_shift
-        encoded = F.relu(self.wave_encoder(F.pad(padded, (self.wave_stride // 2, self.wave_stride // 2))))
+        half = self.wave_stride // 2  # pads (half, stride - half): an odd stride too gives length / stride frames
+        encoded = F.relu(self.wave_encoder(F.pad(padded, (half, self.wave_stride - half))))
         x = torch.cat([spectral, self._fold(encoded, frames)], dim=1)
         x = self.input_norm(self.input(x))
         skips = self._blocks(x)
@@ -151,7 +152,7 @@ class HybridVocNet(nn.Module):
         vocals = torch.istft(spec * spec_mask, self.n_fft, self.hop, window=self.window, center=True,
                              length=padded.shape[-1])
         wave_mask = torch.sigmoid(self._unfold(self.wave_mask(skips), encoded.shape[-1]))
-        decoded = self.wave_decoder(encoded * wave_mask)[..., self.wave_stride // 2:][..., :padded.shape[-1]]
+        decoded = self.wave_decoder(encoded * wave_mask)[..., half:][..., :padded.shape[-1]]
         return (vocals.reshape(batch, channels, -1) + decoded)[..., :length]
 
     def _blocks(self, x: torch.Tensor) -> torch.Tensor:
