@@ -1,0 +1,162 @@
+"""benchmarks/quality.py's pure pieces on tiny synthetic audio: windows, mixing, scoring rows, merging."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vocalsep.audio import block_rms_db
+from vocalsep.stages.evaluate import Track
+
+RATE = 16000
+BLOCK = 800  # 50 ms at RATE
+
+
+@pytest.fixture(scope="module")
+def quality(repo_root: Path):
+    """benchmarks/quality.py imported as a module (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("quality_bench", repo_root / "benchmarks" / "quality.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+def bursts(seconds: float, seed: int) -> np.ndarray:
+    """(frames, 2) float32 noise bursts of 0.1-1.5 s with digital-silence gaps of 0.05-0.8 s (speech-like)."""
+    rng = np.random.default_rng(seed)
+    pieces, length = [], 0
+    while length < seconds * RATE:
+        on = int(rng.uniform(0.1, 1.5) * RATE)
+        off = int(rng.uniform(0.05, 0.8) * RATE)
+        pieces += [0.1 * rng.standard_normal((on, 2)), np.zeros((off, 2))]
+        length += on + off
+    return np.concatenate(pieces)[: int(seconds * RATE)].astype(np.float32)
+
+
+def noise(seconds: float, level: float, seed: int) -> np.ndarray:
+    return (level * np.random.default_rng(seed).standard_normal((int(seconds * RATE), 2))).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_window_activity_is_in_range_and_block_aligned(quality, seed):
+    audio = bursts(60.0, seed)
+    frames = 10 * RATE
+    start, fraction, miss = quality.choose_window(audio, RATE, frames, (0.75, 0.9), np.random.default_rng(seed))
+    assert miss == 0 and start % BLOCK == 0 and start + frames <= audio.shape[0]
+    excerpt = audio[start:start + frames]
+    measured = float(np.mean(block_rms_db(excerpt, RATE, 0.05) > -40.0))
+    assert measured == pytest.approx(fraction) and 0.75 <= measured <= 0.9
+
+
+def test_window_falls_back_to_the_closest_fraction(quality):
+    audio = noise(30.0, 0.1, 0)  # active everywhere: no window can be 75-90 % active
+    start, fraction, miss = quality.choose_window(audio, RATE, 10 * RATE, (0.75, 0.9), np.random.default_rng(0))
+    assert fraction == 1.0 and miss == pytest.approx(0.1)
+
+
+def test_window_longer_than_the_audio_is_refused(quality):
+    with pytest.raises(ValueError, match="shorter than the window"):
+        quality.choose_window(noise(2.0, 0.1, 0), RATE, 3 * RATE, (0.0, 1.0), np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("ratio", [-6.0, 0.0, 3.0])
+def test_mix_hits_the_ratio_and_sums_exactly(quality, ratio):
+    vocals, music = bursts(5.0, 3) * 2, noise(5.0, 0.3, 4)  # loud: the sum must be scaled down
+    mixture, v, a, scale = quality.mix(vocals, music, ratio, RATE)
+    assert mixture.dtype == v.dtype == a.dtype == np.float32
+    assert np.array_equal(mixture, v + a)
+    assert scale < 1.0 and np.max(np.abs(mixture)) <= quality.MIX_PEAK
+    assert quality.loudness_ratio(v, a, RATE) == pytest.approx(ratio, abs=0.1)
+    assert np.allclose(a, music * scale, rtol=1e-6, atol=0)  # the accompaniment is only scaled by the common factor
+
+
+def test_quiet_mix_is_not_scaled(quality):
+    mixture, v, a, scale = quality.mix(bursts(5.0, 5) * 0.1, noise(5.0, 0.01, 6), 0.0, RATE)
+    assert scale == 1.0 and np.array_equal(mixture, v + a)
+
+
+def test_package_pairs_cover_every_package_and_vary(quality):
+    pairs = quality.package_pairs(["v1", "v2", "v3", "v4"], ["m1", "m2", "m3"], 24)
+    assert {p[0] for p in pairs} == {"v1", "v2", "v3", "v4"} and {p[1] for p in pairs} == {"m1", "m2", "m3"}
+    assert [sum(p[0] == v for p in pairs) for v in ("v1", "v2", "v3", "v4")] == [6, 6, 6, 6]
+    assert len(set(pairs)) == 12
+
+
+def test_baseline_rows(quality):
+    rng = np.random.default_rng(0)
+    vocals = (0.1 * rng.standard_normal((2, 3 * RATE))).astype(np.float32)
+    accompaniment = (0.1 * rng.standard_normal((2, 3 * RATE))).astype(np.float32)
+    track = Track("00", vocals + accompaniment, vocals, accompaniment, RATE)
+    rows = quality.baseline_rows(track, 1.0)
+    assert rows["mixture"]["si_sdri"] == 0.0
+    assert rows["mixture"]["si_sdr"] == pytest.approx(0.0, abs=0.1)  # equal powers
+    assert rows["silence"] == {"sdr": None, "si_sdr": None, "si_sdri": None}
+    assert rows["irm"]["si_sdri"] > 3.0
+
+
+def test_summary_skips_null_tracks(quality):
+    rows = [{"sdr": 1.0, "si_sdr": None, "si_sdri": 2.0}, {"sdr": 3.0, "si_sdr": None, "si_sdri": None}]
+    summary = quality.summarize(rows)
+    assert summary["median_sdr"] == 2.0 and summary["mean_si_sdri"] == 2.0
+    assert summary["median_si_sdr"] is None and summary["tracks_scored_si_sdr"] == 0
+
+
+def test_merging_keeps_old_rows_and_refuses_other_mixtures(quality, tmp_path):
+    config = {"seed": 0, "tracks": 2, "packages": {"voice": ["a"]}}
+    old = {"config": config, "systems": {"model-a": {"median_sdr": 1.0}, "irm": {"median_sdr": 9.0}}}
+    new = {"config": {**config, "packages": {"voice": ["b"]}}, "systems": {"irm": {"median_sdr": 10.0}}}
+    merged = quality.merge_results(old, new, fresh=False, path=tmp_path / "q.json")
+    assert merged["systems"] == {"model-a": {"median_sdr": 1.0}, "irm": {"median_sdr": 10.0}}
+    assert quality.merge_results(old, new, fresh=True, path=tmp_path / "q.json") == new
+    other = {**new, "config": {**config, "seed": 1}}
+    with pytest.raises(quality.QualityError, match="--fresh"):
+        quality.merge_results(old, other, fresh=False, path=tmp_path / "q.json")
+
+
+def test_pairs_and_notes_parse(quality):
+    assert quality.parse_pairs(["base=pretrained", "x=a=b.pt"], "--model") == {"base": "pretrained", "x": "a=b.pt"}
+    with pytest.raises(quality.QualityError, match="--note"):
+        quality.parse_pairs(["oops"], "--note")
+
+
+def corpus_tracks(quality, folder: Path, clips: list[np.ndarray]) -> list:
+    """Sources of one package, written as 44.1 kHz wav files (an empty array writes a file that cannot decode)."""
+    import soundfile as sf
+
+    tracks = []
+    for n, clip in enumerate(clips):
+        path = folder / f"t{n}.wav"
+        if clip.size:
+            sf.write(path, clip, quality.RATE, subtype="FLOAT")
+        else:
+            path.write_bytes(b"not audio")
+        tracks.append(quality.Source(path, "acapella", f"pkg t{n}", "pkg", "1", "test"))
+    return tracks
+
+
+def test_sparse_package_falls_back_to_distinct_tracks(quality, tmp_path):
+    rate, rng = quality.RATE, np.random.default_rng(0)
+    clip = np.zeros((3 * rate, 2), np.float32)
+    blocks = clip.reshape(-1, quality.block_frames(rate), 2)
+    blocks[::2] = 0.1 * rng.standard_normal(blocks[::2].shape)  # half the blocks active: never 75-90 %
+    tracks = corpus_tracks(quality, tmp_path, [clip, clip * 0.5, np.zeros(0), clip * 0.25])
+    used: set[int] = set()
+    for _ in range(3):
+        excerpt, index = quality.pick_excerpt(tracks, 0, rate, (0.75, 0.9), rng, -1.0, used)
+        assert not excerpt.in_range and excerpt.activity == pytest.approx(0.5, abs=0.05)
+        assert excerpt.audio.shape == (rate, 2) and index not in used and index != 2  # t2 does not decode
+        used.add(index)
+
+
+def test_short_tracks_are_joined(quality, tmp_path):
+    rate = quality.RATE
+    clips = [(0.1 * np.random.default_rng(n).standard_normal((int(0.6 * rate), 2))).astype(np.float32)
+             for n in range(3)]
+    tracks = corpus_tracks(quality, tmp_path, clips)
+    excerpt, index = quality.pick_excerpt(tracks, 1, rate, (0.9, 1.0), np.random.default_rng(0), -1.0, set())
+    assert index == 1 and excerpt.titles == ("pkg t1", "pkg t2") and excerpt.in_range
