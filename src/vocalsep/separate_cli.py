@@ -30,9 +30,12 @@ from tqdm import tqdm
 from vocalsep.audio import read_audio, to_stereo, write_audio
 from vocalsep.config import ParamsError, SeparateParams, load_params
 from vocalsep.errors import VocalsepError
-from vocalsep.separate import load_separator, separate_at_rate
+from vocalsep.model import load_checkpoint
+from vocalsep.pretrained import PRETRAINED
+from vocalsep.separate import checkpoint_path, load_separator, model_from_checkpoint, separate_at_rate
 
-DEFAULT_MODEL = "models:/vocalsep@champion"
+DEFAULT_MODEL = "auto"
+CHAMPION = "models:/vocalsep@champion"
 STEM_SUBTYPE = "FLOAT"
 
 
@@ -43,7 +46,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("-o", "--out", required=True, type=Path, metavar="OUTDIR",
                         help="folder for <stem>/{vocals,accompaniment}.wav")
     parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"checkpoint path, or MLflow models:/ or runs:/ URI (default: {DEFAULT_MODEL})")
+                        help="auto (default: the registry's champion if it was trained on real recordings, else "
+                             "the shipped base model), pretrained (the shipped base model), a checkpoint path, "
+                             "or an MLflow models:/ or runs:/ URI")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"),
                         help="params file for the separate section (default: params.yaml; defaults if absent)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides separate.device")
@@ -71,6 +76,35 @@ def separate_file(
     return vocals, mixture - vocals, rate
 
 
+def trained_on_demo_only(ckpt: dict) -> bool:
+    """Whether a checkpoint's params say it learned from the synthetic demo corpus and nothing else."""
+    params = ckpt.get("params") or {}
+    corpus = (params.get("corpus") or {}).get("set", "none")
+    sources = (params.get("download") or {}).get("sources", "")
+    return corpus == "none" and Path(str(sources)).name == "demo.yaml"
+
+
+def choose_model(device: str) -> tuple[nn.Module, int, str]:
+    """`--model auto`: the champion when it learned from real recordings, else the base model; and why.
+
+    After `make run` the champion has only heard the synthetic demo, which
+    says little about real voice over real music, so real songs go to the
+    shipped base model unless the user names the champion.
+    """
+    try:
+        ckpt = load_checkpoint(checkpoint_path(CHAMPION), map_location="cpu")
+    except VocalsepError as err:
+        why = f"the registry has no champion yet ({str(err).splitlines()[0][:160]})"
+    else:
+        if not trained_on_demo_only(ckpt):
+            model, rate = model_from_checkpoint(ckpt, device)
+            return model, rate, f"{CHAMPION} (the registry's champion)"
+        why = (f"{CHAMPION} was trained only on the synthetic demo corpus; "
+               f"pass --model {CHAMPION} to use it anyway")
+    model, rate = load_separator(PRETRAINED, device)
+    return model, rate, f"pretrained (the shipped base model, trained on real recordings): {why}"
+
+
 def output_folder(out: Path, path: Path, taken: set[str]) -> Path:
     """`out/<stem>`, with `-2`, `-3`... when an earlier input of this run had the same stem."""
     name, k = path.stem, 1
@@ -85,10 +119,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         params = separate_params(args.params, args.device)
-        model, model_rate = load_separator(args.model, params.device)
+        if args.model == DEFAULT_MODEL:
+            model, model_rate, which = choose_model(params.device)
+        else:
+            (model, model_rate), which = load_separator(args.model, params.device), args.model
     except (ParamsError, VocalsepError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    print(f"model: {which}", file=sys.stderr)
     failed, taken = 0, set()
     for path in tqdm(args.inputs, desc="files", unit="file"):
         try:
