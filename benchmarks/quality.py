@@ -71,7 +71,7 @@ import yaml
 from vocalsep.audio import (block_rms_db, integrated_loudness, normalize_loudness, read_audio, resample,
                             to_stereo, write_audio)
 from vocalsep.config import Params, ParamsError, load_params
-from vocalsep.corpus import RESERVED, build_corpus, sha256_file
+from vocalsep.corpus import RESERVED, JoinParams, build_corpus, sha256_file
 from vocalsep.errors import VocalsepError
 from vocalsep.separate import load_separator, separate_at_rate
 from vocalsep.stages.evaluate import Track, track_metrics
@@ -84,11 +84,15 @@ BLOCK_SECONDS = 0.05
 ACTIVITY_DB = -40.0  # a 50 ms block is active above this RMS (dBFS)
 VOICE_ACTIVITY = (0.75, 0.90)
 MUSIC_ACTIVITY = (0.90, 1.0)
+# Eval voices are single words (ktuberling, megaglest): joined with the pipeline's default pauses
+# (0.15-0.7 s) their best 20 s windows reach only 55-72 % activity, so the eval set joins them
+# closer, as in running speech, to reach the 75-90 % the benchmark asks for.
+EVAL_JOIN = JoinParams(pause_seconds=(0.04, 0.25))
 FALLBACK_SLACK = 0.01  # no window in range: draw among those this close to the closest, for variety
 RATIO_DB = (-6.0, 3.0)
 MIX_PEAK = 0.99
 THREADS = 2
-RECIPE = 1  # bump when the way mixtures are made changes: saved mixtures and results of another recipe are stale
+RECIPE = 2  # bump when the way mixtures are made changes: saved mixtures and results of another recipe are stale
 STEMS = ("mixture", "vocals", "accompaniment")
 BASELINES = {
     "mixture": "the mixture as the vocals estimate: SI-SDRi is 0 by definition",
@@ -133,14 +137,14 @@ def ensure_corpus(spec: Path, out: Path, cache: Path) -> list[Source]:
     """The eval corpus in `out`, built unless `out/sources.yaml` exists with a stamp of the spec's sha256."""
     if not spec.is_file():
         raise QualityError(f"{spec}: corpus spec not found; run from the repository root or pass --spec")
-    digest, stamp = sha256_file(spec), out / "spec.sha256"
+    digest, stamp = f"{sha256_file(spec)} {EVAL_JOIN}", out / "spec.sha256"
     fresh = (out / "sources.yaml").is_file() and stamp.is_file() and stamp.read_text().strip() == digest
     if not fresh and out.exists() and any(out.iterdir()) and not (out / "sources.yaml").is_file():
         raise QualityError(f"{out}: not a corpus folder (no sources.yaml) and not empty, and building replaces it; "
                            "pass --corpus a new or empty folder")
     if not fresh:
         log.info("building the eval corpus into %s (packages cached in %s)", out, cache)
-        build_corpus(spec, "eval", out, cache)
+        build_corpus(spec, "eval", out, cache, EVAL_JOIN)
         stamp.write_text(digest + "\n")
     return read_sources(out)
 

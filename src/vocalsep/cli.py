@@ -15,6 +15,9 @@ COMMANDS = {
     "summary": ("vocalsep.summary:main", "print where the pipeline's results are and the headline numbers"),
     "separate": ("vocalsep.separate_cli:main", "separate vocals from audio files"),
     "serve-flows": ("flows.serve:main", "serve the Prefect deployments from one process"),
+    "register-base": ("vocalsep.stages.export:register_base_main",
+                      "register the shipped base model; it becomes champion if the registry has none"),
+    "publish-base": ("vocalsep.publish:main", "write a trained checkpoint as the shipped base model + model card"),
 }
 
 

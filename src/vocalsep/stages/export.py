@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from importlib.metadata import version as installed_version
 from pathlib import Path
@@ -29,7 +30,7 @@ import vocalsep
 from vocalsep import tracking
 from vocalsep.config import Params
 from vocalsep.errors import StageError
-from vocalsep.model import load_checkpoint, load_model
+from vocalsep.model import load_checkpoint, load_model, save_checkpoint
 from vocalsep.serving import (AUDIO_PARAM, CHANNELS, CHECKPOINT_ARTIFACT, CONFIG_ARTIFACT, ServingConfig,
                               VocalSeparator, beats_champion, checkpoint_from_uri)
 from vocalsep.separate import checkpoint_sample_rate
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 TESTSET_TAG = "testset_hash"  # version tag: the test set its metrics were measured on
 
 # What the served model imports (vocalsep's own code ships with it): pinned to this environment.
-SERVING_DISTRIBUTIONS = ("torch", "numpy", "soundfile", "soxr", "mlflow", "pyloudnorm", "pyyaml", "tqdm",
+SERVING_DISTRIBUTIONS = ("torch", "numpy", "soundfile", "soxr", "safetensors", "mlflow", "pyloudnorm", "pyyaml", "tqdm",
                          "imageio-ffmpeg")
 
 
@@ -175,23 +176,29 @@ def promote(registered_model: str, version: str, metric: str, new_metric: float,
             "model_uri": f"models:/{registered_model}/{version}"}
 
 
+def log_model(params: Params, checkpoint: Path, sample_rate: int) -> str:
+    """Log the served pyfunc around `checkpoint` in the active run; returns its model URI."""
+    serving = ServingConfig.from_params(params, sample_rate)
+    Path(params.paths.export).mkdir(parents=True, exist_ok=True)
+    config_path = serving.write(Path(params.paths.export) / "serving.json")
+    return tracking.log_pyfunc_model(
+        VocalSeparator(),
+        artifacts={CHECKPOINT_ARTIFACT: str(checkpoint), CONFIG_ARTIFACT: str(config_path)},
+        signature=tracking.serving_signature(CHANNELS, (AUDIO_PARAM,)),
+        input_example=input_example(params.audio.sample_rate),
+        pip_requirements=pip_requirements(),
+        code_paths=[str(Path(vocalsep.__file__).parent)],
+    )
+
+
 def register(params: Params, checkpoint: Path, metrics: dict[str, float], lock: Path) -> dict[str, Any]:
     """Log the pyfunc (in the training run when it still exists), register a version, promote or not."""
     ckpt = load_checkpoint(checkpoint)
-    serving = ServingConfig.from_params(params, checkpoint_sample_rate(ckpt))
-    config_path = serving.write(Path(params.paths.export) / "serving.json")
     testset = testset_hash(Path(params.paths.testset))
     tags = {**metrics, "metric": params.export.metric, "git_sha": ckpt.get("git_sha") or "unknown",
             "data_hash": data_hash(lock), TESTSET_TAG: testset}
     with tracking.start_run(params.tracking, run_id=ckpt.get("mlflow_run_id"), run_name="export") as run_id:
-        model_uri = tracking.log_pyfunc_model(
-            VocalSeparator(),
-            artifacts={CHECKPOINT_ARTIFACT: str(checkpoint), CONFIG_ARTIFACT: str(config_path)},
-            signature=tracking.serving_signature(CHANNELS, (AUDIO_PARAM,)),
-            input_example=input_example(params.audio.sample_rate),
-            pip_requirements=pip_requirements(),
-            code_paths=[str(Path(vocalsep.__file__).parent)],
-        )
+        model_uri = log_model(params, checkpoint, checkpoint_sample_rate(ckpt))
         name, metric = params.export.registered_model, params.export.metric
         champion, rescored = champion_score(params, testset)
         version = tracking.register_version(model_uri, name, tags)
@@ -201,6 +208,47 @@ def register(params: Params, checkpoint: Path, metrics: dict[str, float], lock: 
         tracking.log_metrics({f"registry.{k}": record[k] for k in ("new_metric", "champion_metric")
                               if record[k] is not None})
     return record
+
+
+def register_base(params: Params) -> dict[str, Any]:
+    """Register the shipped base model as a version; it becomes `champion` only where there is none.
+
+    A fresh clone has an empty registry, so `mlflow models serve -m
+    models:/vocalsep@champion` has nothing to serve until this runs (or until
+    the pipeline exports a model). A champion that exists is never moved.
+    """
+    from vocalsep.pretrained import load_pretrained, read_config
+
+    model, rate = load_pretrained()
+    config = read_config()
+    name = params.export.registered_model
+    with tempfile.TemporaryDirectory(prefix="vocalsep-base-") as tmp:
+        checkpoint = Path(tmp) / "base.pt"
+        save_checkpoint(checkpoint, model, config["kwargs"], params={"audio": {"sample_rate": rate}},
+                        git_sha=config.get("git_sha") or "unknown")
+        with tracking.start_run(params.tracking, run_name="register-base") as run_id:
+            model_uri = log_model(params, checkpoint, rate)
+            version = tracking.register_version(model_uri, name, {"source": "pretrained",
+                                                                  "git_sha": config.get("git_sha") or "unknown"})
+    champion = tracking.version_by_alias(name, "champion")
+    if champion is None:
+        tracking.set_alias(name, "champion", version)
+        decision = "champion"
+    else:
+        decision = "registered"
+    return {"registered_model": name, "version": version, "decision": decision, "run_id": run_id,
+            "champion_version": version if champion is None else champion[0]}
+
+
+def register_base_main(argv: Sequence[str] | None = None) -> int:
+    """`vocalsep register-base [--params FILE]`: the base model into the registry (champion if none)."""
+    def body(params: Params) -> None:
+        record = register_base(params)
+        print(f"register-base: {record['registered_model']} version {record['version']} -> {record['decision']}; "
+              f"champion is version {record['champion_version']}")
+
+    body.__doc__ = register_base_main.__doc__
+    return run_stage("register-base", body, argv)
 
 
 def export(params: Params, lock: Path = Path("dvc.lock")) -> dict[str, Any]:

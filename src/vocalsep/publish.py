@@ -1,0 +1,129 @@
+"""`vocalsep publish-base`: turn a trained checkpoint into the shipped base model and its model card.
+
+Run in the DVC workspace that trained it (for the base model: the real-corpus
+profile, `cp params-real.yaml params.yaml && dvc repro`):
+
+    vocalsep publish-base --out pretrained/ --quality benchmarks/results/quality.json
+
+It writes `pretrained/vocalsep-base.{safetensors,json}` (no pickle) and
+`pretrained/MODEL_CARD.md`: the sources with package versions and sha256,
+licences and attribution, the data hash from dvc.lock, the command, steps,
+wall time, machine and the quality benchmark's rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vocalsep.corpus import load_spec
+from vocalsep.model import load_checkpoint
+from vocalsep.pretrained import CONFIG_NAME, WEIGHTS_NAME, export_pretrained
+from vocalsep.training.state import dvc_data_md5
+
+COMMAND = "cp params-real.yaml params.yaml && dvc repro"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vocalsep publish-base", description=__doc__.splitlines()[0])
+    parser.add_argument("--workspace", type=Path, default=Path("."), help="the DVC workspace that trained it")
+    parser.add_argument("--checkpoint", default="models/checkpoints/best.pt", help="relative to --workspace")
+    parser.add_argument("--out", type=Path, default=Path("pretrained"), help="folder of the shipped model")
+    parser.add_argument("--quality", type=Path, help="benchmarks/results/quality.json to quote in the card")
+    parser.add_argument("--machine", default=f"{platform.machine()}, {torch.get_num_threads()} CPU threads",
+                        help="where it trained, for the card")
+    return parser
+
+
+def training_record(workspace: Path) -> dict[str, Any]:
+    """steps, wall time and examples/s from the train stage's metrics/train.json, when present."""
+    path = workspace / "metrics" / "train.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def sources_table(spec: Path, which: str = "train") -> list[str]:
+    rows = ["| package | version | sha256 of the .deb | licence | used as |", "|---|---|---|---|---|"]
+    for p in load_spec(spec):
+        uses = sorted({f"{g.role} ({g.name})" for g in p.groups if g.set == which})
+        if uses:
+            rows.append(f"| {p.package} | {p.version} | `{p.sha256}` | {p.license} | {', '.join(uses)} |")
+    return rows
+
+
+def quality_table(path: Path | None) -> list[str]:
+    if path is None or not path.is_file():
+        return ["(no quality benchmark results given)"]
+    systems = json.loads(path.read_text()).get("systems", {})
+
+    def cell(value: Any) -> str:
+        return "n/a" if value is None else f"{value:+.2f}"
+
+    rows = ["| system | median SDR (dB) | median SI-SDR (dB) | median SI-SDRi (dB) | note |", "|---|---|---|---|---|"]
+    for name, row in systems.items():
+        rows.append(f"| {name} | {cell(row.get('median_sdr'))} | {cell(row.get('median_si_sdr'))} | "
+                    f"{cell(row.get('median_si_sdri'))} | {row.get('note', '')} |")
+    return rows
+
+
+def model_card(config: dict[str, Any], ckpt: dict[str, Any], workspace: Path, quality: Path | None,
+               machine: str) -> str:
+    params = ckpt.get("params") or {}
+    train = training_record(workspace)
+    spec = workspace / ((params.get("corpus") or {}).get("spec") or "sources/debian-corpus.yaml")
+    lines = [
+        "# vocalsep base model", "",
+        f"`{config['class']}` with {config['parameters']:,} parameters, {config['sample_rate']} Hz stereo in and out.",
+        f"Weights: `{WEIGHTS_NAME}` (safetensors); config that rebuilds the module: `{CONFIG_NAME}`.",
+        "Use it with `vocalsep separate song.mp3 -o stems/ --model pretrained`; fine-tune it with "
+        "`train.init: pretrained`.", "",
+        "## Training data", "",
+        "Real recordings from pinned Debian (bookworm) packages, set `train` of "
+        f"`{spec.name}`: speech and sung exclamations as acapellas (short files joined with natural pauses), "
+        "game soundtracks as instrumentals. The development evaluation set (below) comes from other packages; "
+        "`drascula*` and `fillets-ng-data*` are reserved for independent evaluation and were never used.", "",
+        *sources_table(spec), "",
+        "Licences: CC-BY-SA-3.0, CC-BY-3.0, GPL-2+, GPL-3+ and GFDL-1.3 material; the weights are a work "
+        "trained on it. Attribution for every package is in the table above and in the corpus stage's "
+        "`data/corpus/ATTRIBUTION.md`.", "",
+        f"Data hash (DVC md5 of the snippet index): `{dvc_data_md5('data/index', workspace / 'dvc.lock')}`.", "",
+        "## How it was trained", "",
+        f"- command: `{COMMAND}` (then `vocalsep publish-base`)",
+        f"- git commit: `{ckpt.get('git_sha')}`",
+        f"- model: `{json.dumps(config['kwargs'], sort_keys=True)}`",
+        f"- loss: {(params.get('train') or {}).get('loss')}, lr {(params.get('train') or {}).get('lr')} "
+        f"({(params.get('train') or {}).get('lr_schedule')}), batch {(params.get('train') or {}).get('batch_size')} "
+        f"x {(params.get('data') or {}).get('segment_seconds')} s",
+        f"- steps: {ckpt.get('step')} (best epoch {ckpt.get('epoch')}), "
+        f"validation SI-SDR {ckpt.get('val_si_sdr', float('nan')):.2f} dB",
+        f"- throughput: {train.get('examples_per_second', float('nan')):.2f} examples/s",
+        f"- machine: {machine}", "",
+        "## Quality on real mixtures (`benchmarks/quality.py`)", "",
+        "20 s mixtures of the disjoint development evaluation packages, voice active 75-90 % of the time, "
+        "vocal-to-accompaniment loudness ratio drawn from -6 to +3 dB; BSSEval v4 SDR and SI-SDR improvement, "
+        "medians over tracks.", "",
+        *quality_table(quality), "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    ckpt = load_checkpoint(args.workspace / args.checkpoint)
+    config_path = export_pretrained(ckpt, args.out, trained_with=COMMAND,
+                                    val_si_sdr=ckpt.get("val_si_sdr"))
+    config = json.loads(config_path.read_text())
+    card = model_card(config, ckpt, args.workspace, args.quality, args.machine)
+    (args.out / "MODEL_CARD.md").write_text(card)
+    print(f"wrote {args.out / WEIGHTS_NAME}, {config_path} and {args.out / 'MODEL_CARD.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

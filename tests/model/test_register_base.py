@@ -1,0 +1,50 @@
+"""`vocalsep register-base`: a fresh registry gets the shipped base model as champion; a champion stays put."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from vocalsep import tracking
+from vocalsep.config import Params, TrackingParams, params_to_dict
+from vocalsep.model import HybridVocNet
+from vocalsep.pretrained import export_pretrained
+from vocalsep.serving import checkpoint_from_uri
+from vocalsep.separate import load_separator
+from vocalsep.stages.export import register_base
+
+TINY = {"filters": 8, "skip_filters": 8, "layers": 2, "layers_per_stack": 2, "kernel_size": 3,
+        "n_fft": 256, "hop": 64, "wave_filters": 4, "wave_stride": 16}
+
+
+@pytest.fixture
+def params(tmp_path, mlflow_db, monkeypatch) -> Params:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    torch.manual_seed(0)
+    model = HybridVocNet(**TINY).eval()
+    values = params_to_dict(Params())
+    export_pretrained({"class": "HybridVocNet", "kwargs": TINY, "state": model.state_dict(),
+                       "params": {**values, "audio": {"sample_rate": 16000}}}, tmp_path / "pretrained")
+    monkeypatch.setenv("VOCALSEP_PRETRAINED", str(tmp_path / "pretrained"))
+    base = Params()
+    return dataclasses.replace(
+        base, tracking=TrackingParams(uri=f"sqlite:///{mlflow_db}", artifacts=str(tmp_path / "art"), experiment="t"),
+        paths=dataclasses.replace(base.paths, export=str(tmp_path / "export")))
+
+
+def test_an_empty_registry_gets_the_base_model_as_champion(params):
+    first = register_base(params)
+    assert (first["decision"], first["version"], first["champion_version"]) == ("champion", "1", "1")
+    version, tags = tracking.version_by_alias("vocalsep", "champion")
+    assert version == "1" and tags["source"] == "pretrained"
+    served, rate = load_separator(str(checkpoint_from_uri("models:/vocalsep@champion", params.tracking)))
+    base, base_rate = load_separator("pretrained")
+    mixture = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 2, 3000)).astype(np.float32))
+    with torch.inference_mode():
+        assert rate == base_rate == 16000 and torch.equal(served(mixture), base(mixture))
+    second = register_base(params)
+    assert (second["decision"], second["version"], second["champion_version"]) == ("registered", "2", "1")
+    assert tracking.version_by_alias("vocalsep", "champion")[0] == "1"
