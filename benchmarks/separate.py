@@ -1,9 +1,11 @@
 """Speed and memory of the separation core; writes benchmarks/results/separate.json.
 
 Speed: real-time factor (seconds of audio separated per wall-clock second) of
-the default model (params.yaml `model`) and the seed-size model (128/192/30,
-on a shorter input: it is slow on CPU), on CPU with 2 torch threads and on
-CUDA when present. Weights are random: speed does not depend on them.
+the default model (params.yaml `model`), the seed-size model (128/192/30,
+on a shorter input: it is slow on CPU) and the base model's architecture
+(params-real.yaml `model` with that profile's `separate` section), on CPU with
+2 torch threads and on CUDA when present. Weights are random: speed does not
+depend on them.
 
 Memory: one fresh subprocess per input length (30 s, 2 min, 10 min) runs the
 default model on CPU and reports its RSS high-water mark (VmHWM). The
@@ -30,20 +32,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from torch import nn
+
 from vocalsep.config import ModelParams, load_params
-from vocalsep.model import VocNet
+from vocalsep.model import build_model, model_kwargs
 from vocalsep.separate import separate_with_params
 
-SEED_MODEL = ModelParams(filters=128, skip_filters=192, layers=30, layers_per_stack=10)
+SEED_MODEL = ModelParams(name="VocNet", filters=128, skip_filters=192, layers=30, layers_per_stack=10)
 MEMORY_SECONDS = [30.0, 120.0, 600.0]
 CUDA_SECONDS = 60.0
 THREADS = 2
 
 
-def build(model: ModelParams) -> VocNet:
+def build(model: ModelParams) -> nn.Module:
     torch.manual_seed(0)
-    kwargs = {k: v for k, v in asdict(model).items() if k != "name"}
-    return VocNet(**kwargs).eval()
+    return build_model(model.name, model_kwargs(model.name, asdict(model))).eval()
 
 
 def noise(seconds: float, rate: int) -> np.ndarray:
@@ -51,7 +54,7 @@ def noise(seconds: float, rate: int) -> np.ndarray:
     return np.random.default_rng(0).standard_normal((2, int(seconds * rate)), dtype=np.float32) * 0.1
 
 
-def real_time_factor(model: VocNet, separate_params, rate: int, seconds: float, device: str, repeats: int) -> dict:
+def real_time_factor(model: nn.Module, separate_params, rate: int, seconds: float, device: str, repeats: int) -> dict:
     """Best of `repeats` timed runs after a short warm-up (first calls pay for allocation and kernel choice)."""
     params = separate_params.__class__(**{**asdict(separate_params), "device": device})
     mixture = noise(seconds, rate)
@@ -109,15 +112,19 @@ def memory_table(params_path: str, lengths: list[float]) -> list[dict]:
     return rows
 
 
-def speed_table(params, default_seconds: float, seed_seconds: float) -> list[dict]:
+def speed_table(params, default_seconds: float, seed_seconds: float, real=None) -> list[dict]:
+    """Real-time factors of the default, seed-size and (with `real`, the params-real.yaml profile's) base model."""
     rate = params.audio.sample_rate
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    cases = [("default", params.model, params.separate, default_seconds, 2),
+             ("seed", SEED_MODEL, params.separate, seed_seconds, 1)]
+    if real is not None:
+        cases.append(("base (params-real.yaml)", real.model, real.separate, max(default_seconds, 60.0), 2))
     rows = []
-    for name, model_params, seconds, repeats in (("default", params.model, default_seconds, 2),
-                                                 ("seed", SEED_MODEL, seed_seconds, 1)):
+    for name, model_params, separate_params, seconds, repeats in cases:
         model = build(model_params)
         for device in devices:
-            timing = real_time_factor(model, params.separate, rate, seconds if device == "cpu" else CUDA_SECONDS,
+            timing = real_time_factor(model, separate_params, rate, seconds if device == "cpu" else CUDA_SECONDS,
                                       device, repeats)
             row = {"model": name, **{k: v for k, v in asdict(model_params).items() if k != "name"}, **timing}
             rows.append(row)
@@ -133,6 +140,8 @@ def main() -> int:
                         help="input lengths of the memory runs (default: 30 120 600)")
     parser.add_argument("--speed-seconds", type=float, default=20.0, help="CPU input length, default model")
     parser.add_argument("--seed-seconds", type=float, default=0.5, help="CPU input length, seed-size model")
+    parser.add_argument("--real-params", default="params-real.yaml",
+                        help="profile of the base model to time as well ('' to skip)")
     parser.add_argument("--memory-probe", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_probe is not None:
@@ -145,7 +154,8 @@ def main() -> int:
                     "torch_threads": THREADS, "load_average_1min": round(os.getloadavg()[0], 2),
                     "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
         "separate": asdict(params.separate), "sample_rate": params.audio.sample_rate,
-        "speed": speed_table(params, args.speed_seconds, args.seed_seconds),
+        "speed": speed_table(params, args.speed_seconds, args.seed_seconds,
+                             load_params(args.real_params) if args.real_params else None),
         "memory_cpu_default_model": memory_table(args.params, args.memory_seconds),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ on random audio, on CPU with 1 and 2 intra-op threads (on a shared, loaded machi
 several times slower than 1: OpenMP threads wait on each other), and on CUDA
 (bf16 autocast) when present. Reports
 training examples/s, seconds of audio/s, and achieved TFLOP/s against the
-analytic cost: `VocNet.macs_per_sample()` x 2 FLOPs per MAC x 3 (forward +
+analytic cost: `VocNet.macs_per_sample()` (HybridVocNet: `macs_per_second`) x 2 FLOPs per MAC x 3 (forward +
 backward) per stereo sample of audio.
 
 Usage: python benchmarks/train_throughput.py [--params params.yaml] [--steps 3]
@@ -28,10 +28,10 @@ from pathlib import Path
 import torch
 
 from vocalsep.config import ModelParams, Params, load_params
-from vocalsep.model import VocNet
+from vocalsep.model import build_model, model_kwargs
 from vocalsep.training.loop import make_optimizer, make_scheduler, train_step
 
-SEED_MODEL = ModelParams(filters=128, skip_filters=192, layers=30, layers_per_stack=10)
+SEED_MODEL = ModelParams(name="VocNet", filters=128, skip_filters=192, layers=30, layers_per_stack=10)
 CPU_THREADS = (1, 2)
 
 
@@ -58,8 +58,8 @@ def measure(case: dict, params: Params, steps: int) -> dict:
     device = torch.device(case["device"])
     torch.set_num_threads(case["threads"])
     torch.manual_seed(0)
-    kwargs = {k: v for k, v in dataclasses.asdict(case["arch"]).items() if k != "name"}
-    model = VocNet(**kwargs).to(device).train()
+    arch = case["arch"]
+    model = build_model(arch.name, model_kwargs(arch.name, dataclasses.asdict(arch))).to(device).train()
     train = dataclasses.replace(params.train, device=case["device"], amp=device.type == "cuda")
     optimizer = make_optimizer(model, train)
     scheduler = make_scheduler(optimizer, "constant", steps + 1)
@@ -77,9 +77,13 @@ def measure(case: dict, params: Params, steps: int) -> dict:
         times.append(time.perf_counter() - started)
     best = min(times[1:])
     examples = case["batch"] / best
-    flops_per_sample = 2 * 3 * model.macs_per_sample()
+    rate = params.audio.sample_rate
+    macs_per_second = (model.macs_per_sample() * rate if hasattr(model, "macs_per_sample")
+                       else model.macs_per_second(rate))
+    flops_per_sample = 2 * 3 * macs_per_second / rate
     return {
-        "model": case["model"], "device": case["device"], "threads": case["threads"], "kwargs": kwargs,
+        "model": case["model"], "device": case["device"], "threads": case["threads"],
+        "kwargs": model_kwargs(arch.name, dataclasses.asdict(arch)),
         "segment_seconds": case["segment_seconds"], "batch": case["batch"],
         "seconds_per_step": round(best, 5),
         "examples_per_second": round(examples, 3),
