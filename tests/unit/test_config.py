@@ -119,7 +119,7 @@ def test_dataclass_defaults_match_the_shipped_params(repo_root):
     assert params_from_dict({}) == load_params(repo_root / "params.yaml")
 
 
-@pytest.mark.parametrize("stage", ["demo", "download", "normalize", "validate", "index", "train", "evaluate",
+@pytest.mark.parametrize("stage", ["demo", "corpus", "download", "normalize", "validate", "index", "train", "evaluate",
                                    "export"])
 def test_every_stage_describes_itself_in_help(stage, capsys):
     import importlib
