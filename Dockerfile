@@ -27,7 +27,10 @@ RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}" \
     && pip install uv==0.13.8 && uv pip install --system -r requirements.lock
 COPY src ./src
 COPY flows ./flows
+COPY pretrained ./pretrained
 RUN uv pip install --system --no-deps .
+# The shipped base model (safetensors + JSON): `--model pretrained`, the fallback without a champion.
+ENV VOCALSEP_PRETRAINED=/opt/vocalsep/pretrained
 
 WORKDIR /work
 CMD ["vocalsep", "--help"]
