@@ -208,30 +208,45 @@ def extract_groups(deb: Path, groups: list[Group], dest: Path) -> dict[str, list
     `..` are refused, so a hostile package cannot write elsewhere.
     """
     selected: dict[str, list[Path]] = {g.name: [] for g in groups}
-    proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    try:
-        with tarfile.open(fileobj=proc.stdout, mode="r|*") as archive:
-            for member in archive:
-                inner = PurePosixPath(member.name)  # "./usr/x" -> "usr/x"; ".." and "/" are kept to be refused
-                if not member.isfile() or inner.is_absolute() or ".." in inner.parts:
-                    continue
-                name = inner.as_posix()
-                wanted = [g for g in groups if _selected(name, g)]
-                if not wanted:
-                    continue
-                out = dest / name
-                out.parent.mkdir(parents=True, exist_ok=True)
-                with archive.extractfile(member) as src, open(out, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-                for g in wanted:
-                    selected[g.name].append(out)
-    finally:
-        stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-        if proc.wait() != 0:
-            raise CorpusError(f"{deb}: dpkg-deb cannot read it ({stderr.strip()}); delete it from the cache "
+    with tempfile.TemporaryFile() as errors:  # a file, not a pipe: dpkg-deb never blocks on its stderr
+        proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE, stderr=errors)
+        broken = None
+        try:
+            _extract_members(proc.stdout, groups, dest, selected)
+            proc.stdout.read()  # the archive's trailing blocks: let dpkg-deb finish writing
+        except tarfile.TarError as err:
+            broken = err  # dpkg-deb's exit status and message usually say why, below
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            proc.stdout.close()
+        if proc.wait() != 0 or broken is not None:
+            errors.seek(0)
+            reason = errors.read().decode(errors="replace").strip() or str(broken)
+            raise CorpusError(f"{deb}: dpkg-deb cannot read it ({reason}); delete it from the cache "
                               "and fetch it again")
     return {name: sorted(paths) for name, paths in selected.items()}
+
+
+def _extract_members(stream, groups: list[Group], dest: Path, selected: dict[str, list[Path]]) -> None:
+    """Write the regular files of the tar `stream` that groups select under `dest`; record them in `selected`."""
+    with tarfile.open(fileobj=stream, mode="r|*") as archive:
+        for member in archive:
+            inner = PurePosixPath(member.name)  # "./usr/x" -> "usr/x"; ".." and "/" are kept to be refused
+            if not member.isfile() or inner.is_absolute() or ".." in inner.parts:
+                continue
+            name = inner.as_posix()
+            wanted = [g for g in groups if _selected(name, g)]
+            if not wanted:
+                continue
+            out = dest / name
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with archive.extractfile(member) as src, open(out, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            for g in wanted:
+                selected[g.name].append(out)
 
 
 def _trimmed(audio: np.ndarray, trim_db: float) -> np.ndarray:

@@ -364,3 +364,18 @@ def test_stage_error_is_one_line_and_exit_2(tmp_path, capsys):
                                      "cache": str(tmp_path / "cache")})
     assert corpus_stage.main(["--params", str(params)]) == 2
     assert "missing.yaml: corpus spec not found" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(60)
+def test_a_failure_mid_extraction_stops_dpkg_deb_and_raises(tmp_path):
+    """A member that cannot be written (a file where its folder should be) raises at once: dpkg-deb, still
+    writing more than a pipe holds, is stopped rather than left blocked (the call would hang otherwise)."""
+    big = bytes(256 * 1024)
+    data = tar_xz([regular("./usr/share/a.wav", big), regular("./usr/share/a.wav/b.wav", big),
+                   *[regular(f"./usr/share/more/{i}.wav", big) for i in range(8)]])
+    control = tar_xz([regular("./control", b"Package: x\nVersion: 1\nArchitecture: all\n"
+                                           b"Maintainer: x <x@example.org>\nDescription: x\n")])
+    deb = tmp_path / "x.deb"
+    deb.write_bytes(ar_archive([("debian-binary", b"2.0\n"), ("control.tar.xz", control), ("data.tar.xz", data)]))
+    with pytest.raises(OSError):
+        extract_groups(deb, [Group("all", "train", "acapella", ("*",))], tmp_path / "dest")
