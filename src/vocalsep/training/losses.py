@@ -30,10 +30,15 @@ def stft_magnitude_loss(estimate: torch.Tensor, target: torch.Tensor, n_fft: int
     return convergence + F.l1_loss(est.log(), ref.log())
 
 
+def multi_resolution_stft_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The mean of `stft_magnitude_loss` over `STFT_RESOLUTIONS`."""
+    spectral = sum(stft_magnitude_loss(estimate, target, n, h) for n, h in STFT_RESOLUTIONS)
+    return spectral / len(STFT_RESOLUTIONS)
+
+
 def l1_stft_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """L1 on the waveform plus the mean multi-resolution STFT magnitude loss."""
-    spectral = sum(stft_magnitude_loss(estimate, target, n, h) for n, h in STFT_RESOLUTIONS)
-    return l1_loss(estimate, target) + spectral / len(STFT_RESOLUTIONS)
+    return l1_loss(estimate, target) + multi_resolution_stft_loss(estimate, target)
 
 
 SNR_CAP = 1e-3  # tau: the loss stops rewarding an example past 30 dB SNR (Wisdom et al. 2020, thresholded SNR)
@@ -57,8 +62,7 @@ def snr_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def snr_stft_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Thresholded SNR plus the mean multi-resolution STFT magnitude loss (what SDR counts and what ears hear)."""
-    spectral = sum(stft_magnitude_loss(estimate, target, n, h) for n, h in STFT_RESOLUTIONS)
-    return snr_loss(estimate, target) + spectral / len(STFT_RESOLUTIONS)
+    return snr_loss(estimate, target) + multi_resolution_stft_loss(estimate, target)
 
 
 def si_sdr_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
