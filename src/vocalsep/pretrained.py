@@ -18,6 +18,7 @@ from torch import nn
 
 from vocalsep.errors import VocalsepError
 from vocalsep.model.checkpoint import build_model
+from vocalsep.separate import checkpoint_sample_rate
 
 PRETRAINED = "pretrained"  # the name users pass as --model
 WEIGHTS_NAME = "vocalsep-base.safetensors"
@@ -50,18 +51,23 @@ def load_pretrained(folder: str | Path | None = None) -> tuple[nn.Module, int]:
     """The base model (eval mode, CPU) and the sample rate it works at."""
     folder = Path(folder or pretrained_dir())
     config = read_config(folder)
+    model = build_model(config["class"], config["kwargs"])
+    _load_weights(model, folder, config)
+    return model.eval(), int(config["sample_rate"])
+
+
+def _load_weights(model: nn.Module, folder: Path, config: dict[str, Any]) -> None:
+    """Load `folder/WEIGHTS_NAME` into `model`; errors name the file and say to restore pretrained/."""
     weights = folder / WEIGHTS_NAME
     try:
         state = load_file(str(weights))
     except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # missing, truncated or not safetensors
         raise VocalsepError(f"{weights}: cannot read the base model's weights ({err}); "
                             "restore pretrained/ from git") from None
-    model = build_model(config["class"], config["kwargs"])
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
         raise VocalsepError(f"{weights}: weights do not fit {config['class']}({config['kwargs']}): {err}") from None
-    return model.eval(), int(config["sample_rate"])
 
 
 def export_pretrained(ckpt: dict[str, Any], folder: str | Path, **provenance: Any) -> Path:
@@ -70,12 +76,11 @@ def export_pretrained(ckpt: dict[str, Any], folder: str | Path, **provenance: An
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in ckpt["state"].items()}
     save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": FORMAT, "class": ckpt["class"]})
-    params = ckpt.get("params") or {}
     config = {
         "format": FORMAT,
         "class": ckpt["class"],
         "kwargs": ckpt["kwargs"],
-        "sample_rate": int((params.get("audio") or {}).get("sample_rate", 44100)),
+        "sample_rate": checkpoint_sample_rate(ckpt),
         "parameters": int(sum(v.numel() for v in state.values())),
         "git_sha": ckpt.get("git_sha"),
         "step": ckpt.get("step"),
@@ -88,12 +93,12 @@ def export_pretrained(ckpt: dict[str, Any], folder: str | Path, **provenance: An
 
 def init_from_pretrained(model: nn.Module, name: str, kwargs: dict[str, Any], folder: str | Path | None = None) -> None:
     """Load the base model's weights into `model` (`train.init: pretrained`); the architectures must match."""
+    folder = Path(folder or pretrained_dir())
     config = read_config(folder)
     if config["class"] != name or config["kwargs"] != kwargs:
         raise VocalsepError(
             f"train.init is pretrained, but the base model is {config['class']}({config['kwargs']}) and "
             f"params.yaml asks for {name}({kwargs}); set the model section to the base model's "
             "(as in params-real.yaml) or use train.init: scratch")
-    base, _ = load_pretrained(folder)
-    model.load_state_dict(base.state_dict())
+    _load_weights(model, folder, config)
 
