@@ -75,6 +75,7 @@ def quality_table(path: Path | None) -> list[str]:
 def model_card(config: dict[str, Any], ckpt: dict[str, Any], workspace: Path, quality: Path | None,
                machine: str) -> str:
     params = ckpt.get("params") or {}
+    train_params, data_params = params.get("train") or {}, params.get("data") or {}
     train = training_record(workspace)
     spec = workspace / ((params.get("corpus") or {}).get("spec") or "sources/debian-corpus.yaml")
     lines = [
@@ -97,9 +98,8 @@ def model_card(config: dict[str, Any], ckpt: dict[str, Any], workspace: Path, qu
         f"- command: `{COMMAND}` (then `vocalsep publish-base`)",
         f"- git commit: `{ckpt.get('git_sha')}`",
         f"- model: `{json.dumps(config['kwargs'], sort_keys=True)}`",
-        f"- loss: {(params.get('train') or {}).get('loss')}, lr {(params.get('train') or {}).get('lr')} "
-        f"({(params.get('train') or {}).get('lr_schedule')}), batch {(params.get('train') or {}).get('batch_size')} "
-        f"x {(params.get('data') or {}).get('segment_seconds')} s",
+        f"- loss: {train_params.get('loss')}, lr {train_params.get('lr')} ({train_params.get('lr_schedule')}), "
+        f"batch {train_params.get('batch_size')} x {data_params.get('segment_seconds')} s",
         f"- steps: {ckpt.get('step')} (best epoch {ckpt.get('epoch')}), "
         f"validation SI-SDR {ckpt.get('val_si_sdr', float('nan')):.2f} dB",
         f"- throughput: {train.get('examples_per_second', float('nan')):.2f} examples/s",
