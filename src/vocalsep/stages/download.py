@@ -9,7 +9,6 @@ goes on; it fails only when a role has no usable source left.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -23,6 +22,7 @@ import yt_dlp
 from yt_dlp.networking.exceptions import HTTPError, TransportError
 
 from vocalsep.config import DownloadParams, Params
+from vocalsep.corpus import sha256_file
 from vocalsep.env import ffmpeg_exe
 from vocalsep.errors import StageError
 from vocalsep.sources import ROLES, Source, file_url_path, load_sources, resolve_url
@@ -170,15 +170,11 @@ def _archived(archive: Path) -> set[str]:
 
 def _describe(path: Path) -> dict:
     """ext, duration (s, None when soundfile cannot read the container) and sha256 of a download."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
     try:
         duration = round(sf.info(str(path)).duration, 3)
     except (sf.LibsndfileError, RuntimeError):
         duration = None
-    return {"path": repo_relative(path, Path.cwd()), "ext": path.suffix[1:], "duration": duration, "sha256": digest.hexdigest()}
+    return {"path": repo_relative(path, Path.cwd()), "ext": path.suffix[1:], "duration": duration, "sha256": sha256_file(path)}
 
 
 def download_source(source: Source, manifest_dir: Path, raw: Path, params: DownloadParams) -> dict:
