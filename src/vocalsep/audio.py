@@ -63,6 +63,24 @@ def read_bytes(data: bytes, name_hint: str = "") -> tuple[np.ndarray, int]:
     return _checked(audio, name), sr
 
 
+def probe_audio(path: str | Path) -> str | None:
+    """None when `path` holds decodable audio, else the reason it does not (cheap: header, or 1 s via ffmpeg)."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return f"{path}: empty or missing"
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError):
+        pass
+    else:
+        return None if info.frames > 0 and info.channels > 0 else f"{path}: no audio frames in its header"
+    try:
+        _run_ffmpeg(path, str(path), ["-t", "1"])
+    except AudioError as err:
+        return str(err)
+    return None
+
+
 def _checked(audio: np.ndarray, name: str) -> np.ndarray:
     """The decoded (frames, channels) audio, if it holds finite samples at all."""
     if audio.shape[0] == 0:

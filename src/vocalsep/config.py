@@ -9,6 +9,7 @@ left out takes the dataclass default, which matches the shipped params.yaml.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -71,6 +72,7 @@ class DownloadParams:
     backoff_seconds: float = 2.0
     socket_timeout: float = 30.0
     allow_file_urls: bool = True
+    file_roots: tuple[str, ...] = ()
     format: str = "bestaudio/best"
 
 
@@ -215,6 +217,10 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if value not in allowed:
             raise ParamsError(f"{key}: {value!r} is not allowed; use one of {', '.join(map(repr, allowed))}")
         return value
+    if origin is tuple and typing.get_args(hint)[1:] == (Ellipsis,):
+        if not isinstance(value, (list, tuple)):
+            raise ParamsError(f"{key}: expected a list, got {value!r}")
+        return tuple(_coerce(v, typing.get_args(hint)[0], f"{key}[{i}]") for i, v in enumerate(value))
     if origin is tuple:
         args = typing.get_args(hint)
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
@@ -262,8 +268,11 @@ def _build(cls: type, values: dict, prefix: str = "") -> Any:
     unknown = sorted(set(values) - set(names))
     if unknown:
         where = f"{prefix}." if prefix else ""
+        hints_ = [f"{where}{u} -> did you mean {where}{close[0]}?" for u in unknown
+                  if (close := difflib.get_close_matches(str(u), names, n=1, cutoff=0.6))]
         raise ParamsError(
-            f"unknown key(s) {', '.join(where + u for u in unknown)}; "
+            f"unknown key(s) {', '.join(where + str(u) for u in unknown)}"
+            f"{' (' + '; '.join(hints_) + ')' if hints_ else ''}; "
             f"allowed keys{' in ' + prefix if prefix else ''}: {', '.join(names)}"
         )
     kwargs = {}

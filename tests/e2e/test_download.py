@@ -136,3 +136,51 @@ def test_cli_exit_code_and_one_line_error(tmp_params, served, tmp_path):
     assert len(errors) == 1 and errors[0].startswith("error in stage download: no usable acapella source")
     assert "Traceback" not in proc.stderr
     assert any("ok" in line and "noise.ogg" in line for line in proc.stderr.splitlines())
+
+
+def test_file_urls_read_only_the_project_folders(tmp_params, served, tmp_path):
+    """file: URLs outside the demo corpus, the real corpus and download.file_roots are refused, links
+    followed; the run records why and goes on with the rest."""
+    www, base, _ = served
+    demo, corpus, mine = Path(tmp_params.paths.demo), Path(tmp_params.paths.corpus), tmp_path / "my-music"
+    for folder in (demo, corpus, mine):
+        folder.mkdir(parents=True)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    sf.write(demo / "voice.wav", np.full((SR // 2, 2), 0.1), SR)
+    sf.write(corpus / "music.wav", np.full((SR // 2, 2), 0.2), SR)
+    sf.write(mine / "song.wav", np.full((SR // 2, 2), 0.3), SR)
+    (demo / "link.wav").symlink_to(www / "local.wav")  # inside demo/, but leads outside
+    entries = [((demo / "voice.wav").as_uri(), "acapella"), ((corpus / "music.wav").as_uri(), "instrumental"),
+               ((mine / "song.wav").as_uri(), "instrumental"), (secret.as_uri(), "instrumental"),
+               ((demo / "link.wav").as_uri(), "acapella"), (f"file://{demo}/../secret.txt", "acapella")]
+    params = with_manifest(tmp_params, www.parent, entries)
+    params = dataclasses.replace(params, download=dataclasses.replace(params.download, allow_file_urls=True))
+    download(params)
+    got = records(params)
+    assert [got[url]["status"] for url, _ in entries[:2]] == ["ok", "ok"]
+    for url, _ in entries[2:]:
+        assert got[url]["status"] == "failed" and "outside the folders file: URLs may read" in got[url]["reason"]
+        assert "download.file_roots" in got[url]["reason"]
+    raw_files = list(Path(params.paths.raw).rglob("*"))
+    assert not any(p.is_file() and p.read_bytes() == secret.read_bytes() for p in raw_files)
+
+    allowed = dataclasses.replace(params.download, file_roots=(str(mine),))
+    download(dataclasses.replace(params, download=allowed))
+    assert records(params)[(mine / "song.wav").as_uri()]["status"] == "ok"
+
+
+def test_a_download_that_is_not_audio_is_rejected_and_not_kept(tmp_params, served):
+    www, base, _ = served
+    (www / "page.mp3").write_text("<html><body>404 - this song was moved</body></html>\n" * 20)
+    entries = [(f"{base}/page.mp3", "acapella"), (f"{base}/tone.wav", "acapella"),
+               (f"{base}/noise.ogg", "instrumental")]
+    params = with_manifest(tmp_params, www.parent, entries)
+    download(params)
+    got = records(params)
+    assert got[f"{base}/page.mp3"]["status"] == "failed"
+    assert got[f"{base}/page.mp3"]["reason"].startswith("not audio")
+    assert got[f"{base}/tone.wav"]["status"] == "ok" and got[f"{base}/noise.ogg"]["status"] == "ok"
+    kept = [p.name for p in Path(params.paths.raw).rglob("*") if p.is_file()]
+    page_id = got[f"{base}/page.mp3"]["id"]
+    assert not any(name.startswith(page_id) for name in kept)

@@ -18,7 +18,7 @@ from tests.serving_helpers import RATE, TINY, tiny_params, write_testset
 from vocalsep import tracking
 from vocalsep.config import params_to_dict
 from vocalsep.errors import StageError, VocalsepError
-from vocalsep.model import VocNet, load_model, save_checkpoint
+from vocalsep.model import VocNet, load_checkpoint, load_model, save_checkpoint
 from vocalsep.separate import separate_with_params
 from vocalsep.serving import AUDIO_PARAM, VOCALS_KEY, beats_champion, checkpoint_from_uri, encode_wav
 from vocalsep.stages.export import (compare_graph, data_hash, export_onnx, export_torchscript, read_eval_metrics,
@@ -125,8 +125,8 @@ def test_checkpoint_from_uri_returns_the_registered_weights(served, monkeypatch)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", params.tracking.uri)
     for uri in (record["model_uri"], f"models:/{params.export.registered_model}@champion"):
         fetched = checkpoint_from_uri(uri, params.tracking)
-        state = torch.load(fetched, weights_only=False)["state"]
-        expected = torch.load(checkpoint, weights_only=False)["state"]
+        state = load_checkpoint(fetched)["state"]
+        expected = load_checkpoint(checkpoint)["state"]
         assert all(torch.equal(state[k], expected[k]) for k in expected)
     with pytest.raises(VocalsepError, match="no-such-model"):
         checkpoint_from_uri("models:/no-such-model/1", params.tracking)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -66,14 +68,51 @@ def save_checkpoint(path: str | Path, model: nn.Module, kwargs: dict[str, Any], 
             os.unlink(tmp)
 
 
+CHECKPOINT_KEYS = ("class", "kwargs", "state")
+WHAT_IS_A_CHECKPOINT = ("a vocalsep checkpoint is the .pt file the train stage writes (models/checkpoints/best.pt) "
+                        "or an MLflow model this project registered: a dict of class, kwargs, state and params, "
+                        "tensors and plain data only")
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A checkpoint written by `save_checkpoint`, loaded without running any code from the file.
+
+    `torch.load(weights_only=True)` unpickles tensors and plain containers
+    only: any other Python object (a class, a function, `os.system`) is
+    refused before it is built. Anything that is not our dict of class,
+    kwargs and state (a bare state_dict, another program's file) is an error
+    naming the file.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise VocalsepError(f"{path}: is a directory, not a checkpoint file; {WHAT_IS_A_CHECKPOINT}")
     if not path.exists():
         raise VocalsepError(f"{path}: checkpoint not found; run the train stage first (dvc repro train)")
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as err:  # torch raises many types for a corrupt file
-        raise VocalsepError(f"{path}: not a readable vocalsep checkpoint ({err}); retrain or restore it") from None
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "Unsupported global" in str(err):  # a class or function: the way a pickle runs code
+            named = re.search(r"GLOBAL (\S+)", str(err))
+            raise VocalsepError(f"{path}: refused: it names the Python object "
+                                f"{named.group(1) if named else '(unknown)'}, and objects other than tensors and "
+                                "plain data could run code when loaded; nothing from it was run. "
+                                f"{WHAT_IS_A_CHECKPOINT}") from None
+        reason = next((line.strip() for line in str(err).splitlines() if line.strip()), "")[:200]
+        raise VocalsepError(f"{path}: not a vocalsep checkpoint (cannot be read: {reason}); "
+                            f"{WHAT_IS_A_CHECKPOINT}") from None
+    except Exception as err:  # torch raises many types for a corrupt or foreign file
+        raise VocalsepError(f"{path}: not a vocalsep checkpoint (cannot be read: {str(err)[:200]}); "
+                            f"{WHAT_IS_A_CHECKPOINT}") from None
+    if not isinstance(ckpt, dict):
+        raise VocalsepError(f"{path}: not a vocalsep checkpoint (it holds a {type(ckpt).__name__}); "
+                            f"{WHAT_IS_A_CHECKPOINT}")
+    missing = [key for key in CHECKPOINT_KEYS if key not in ckpt]
+    if missing:
+        bare = ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values())
+        hint = ("it looks like a bare state_dict (weights without the model class and kwargs); save it with "
+                "vocalsep.model.save_checkpoint(path, model, kwargs)" if bare else f"it has no {', '.join(missing)}")
+        raise VocalsepError(f"{path}: not a vocalsep checkpoint: {hint}. {WHAT_IS_A_CHECKPOINT}")
+    return ckpt
 
 
 def model_from_state(ckpt: dict[str, Any]) -> nn.Module:

@@ -21,7 +21,8 @@ import soundfile as sf
 import yt_dlp
 from yt_dlp.networking.exceptions import HTTPError, TransportError
 
-from vocalsep.config import DownloadParams, Params
+from vocalsep.audio import probe_audio
+from vocalsep.config import DownloadParams, Params, PathsParams
 from vocalsep.corpus import sha256_file
 from vocalsep.env import ffmpeg_exe
 from vocalsep.errors import StageError
@@ -108,20 +109,46 @@ def _options(params: DownloadParams, outtmpl: str, archive: Path | None) -> dict
     }
 
 
-def _check_file_url(url: str, params: DownloadParams) -> None:
-    """Fail local file URLs early with a reason a user can act on."""
+def file_roots(paths: PathsParams, params: DownloadParams) -> list[Path]:
+    """The folders `file:` URLs may read: the demo corpus, the real corpus, and `download.file_roots`."""
+    return [Path(folder).resolve() for folder in (paths.demo, paths.corpus, *params.file_roots)]
+
+
+def _check_file_url(url: str, params: DownloadParams, roots: Sequence[Path]) -> None:
+    """Fail local file URLs early with a reason a user can act on.
+
+    A file must lie inside one of `roots` after following links, so a
+    manifest cannot pull `/etc/passwd` or `~/.ssh` into data/raw (and from
+    there into the DVC cache and a `dvc push`).
+    """
     path = file_url_path(url)
     if path is None:
         return
     if not params.allow_file_urls:
         raise DownloadFailed("file URLs are disabled; set download.allow_file_urls: true in params.yaml", False)
+    real = path.resolve()
+    if not any(real.is_relative_to(root) for root in roots):
+        shown = ", ".join(repo_relative(root, Path.cwd()) for root in roots)
+        raise DownloadFailed(f"refused: {path} is outside the folders file: URLs may read ({shown}); "
+                             "copy it under one of them, or add its folder to download.file_roots in params.yaml",
+                             False)
     if not path.is_file():
         raise DownloadFailed(f"no such file {path} (for the demo corpus run the demo stage first)", False)
 
 
-def fetch(source: Source, url: str, out_dir: Path, params: DownloadParams, archive: Path | None) -> Path:
+def _check_audio(path: Path) -> None:
+    """A download that no decoder reads as audio (an HTML error page, a text file named .mp3) is deleted."""
+    reason = probe_audio(path)
+    if reason is not None:
+        path.unlink(missing_ok=True)
+        detail = reason.split(": ", 1)[-1].removesuffix("; re-download it")
+        raise DownloadFailed(f"not audio ({detail}); check that the URL points at the audio file itself", False)
+
+
+def fetch(source: Source, url: str, out_dir: Path, params: DownloadParams, archive: Path | None,
+          roots: Sequence[Path] = ()) -> Path:
     """One attempt at `url` (resolved) into `out_dir/<id>.<ext>`; raises DownloadFailed."""
-    _check_file_url(url, params)
+    _check_file_url(url, params, roots)
     options = _options(params, str(out_dir / f"{source.id}.%(ext)s"), archive)
     try:
         with _SourceDownloader(options, source.id) as ydl:
@@ -138,6 +165,7 @@ def fetch(source: Source, url: str, out_dir: Path, params: DownloadParams, archi
     if found is None:
         raise DownloadFailed("yt-dlp finished without writing a file (no audio format matched "
                              f"download.format {params.format!r}?)", False)
+    _check_audio(found)
     return found
 
 
@@ -148,12 +176,12 @@ def _existing(out_dir: Path, source_id: str) -> Path | None:
 
 
 def fetch_with_retries(source: Source, url: str, out_dir: Path, params: DownloadParams,
-                       archive: Path | None) -> tuple[Path, int]:
+                       archive: Path | None, roots: Sequence[Path] = ()) -> tuple[Path, int]:
     """Retry transient failures with exponential backoff; returns (file, attempts)."""
     attempt = 1
     while True:
         try:
-            return fetch(source, url, out_dir, params, archive), attempt
+            return fetch(source, url, out_dir, params, archive, roots), attempt
         except DownloadFailed as failure:
             failure.attempts = attempt
             if not failure.transient or attempt >= params.retries:
@@ -177,7 +205,8 @@ def _describe(path: Path) -> dict:
     return {"path": repo_relative(path, Path.cwd()), "ext": path.suffix[1:], "duration": duration, "sha256": sha256_file(path)}
 
 
-def download_source(source: Source, manifest_dir: Path, raw: Path, params: DownloadParams) -> dict:
+def download_source(source: Source, manifest_dir: Path, raw: Path, params: DownloadParams,
+                    roots: Sequence[Path] = ()) -> dict:
     """Fetch one manifest entry unless the archive and file show it is done; returns its record."""
     record = {"id": source.id, "url": source.url, "role": source.role, "title": source.title,
               "license": source.license, "status": "failed", "reason": None, "path": None, "ext": None,
@@ -192,7 +221,7 @@ def download_source(source: Source, manifest_dir: Path, raw: Path, params: Downl
     try:
         # an archive line without its file is stale: download again without yt-dlp skipping it
         path, attempts = fetch_with_retries(source, resolve_url(source.url, manifest_dir), out_dir,
-                                            params, None if archived else archive)
+                                            params, None if archived else archive, roots)
     except DownloadFailed as failure:
         return record | {"reason": failure.reason, "attempts": failure.attempts}
     return record | {"status": "ok", "attempts": attempts} | _describe(path)
@@ -235,9 +264,10 @@ def download(params: Params) -> list[dict]:
     sources = load_sources(manifest)
     raw = Path(params.paths.raw)
     raw.mkdir(parents=True, exist_ok=True)
+    roots = file_roots(params.paths, params.download)
     records = []
     for source in sources:
-        record = download_source(source, manifest.parent, raw, params.download)
+        record = download_source(source, manifest.parent, raw, params.download, roots)
         if record["status"] == "ok":
             note = "kept   " if record["attempts"] == 0 else "ok     "  # kept: archive and file already there
             log.info("%s %-12s %s -> %s", note, source.role, source.url, record["path"])
