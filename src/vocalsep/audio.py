@@ -37,6 +37,8 @@ _LOUDNESS_BLOCK_SECONDS = 0.4  # BS.1770 gating block: shorter audio has no loud
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     """Decode an audio file to float32 `(frames, channels)` and its sample rate."""
     path = Path(path)
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory, not an audio file; give the files in it (e.g. {path}/*.mp3)")
     if not path.is_file():
         raise AudioError(f"{path}: audio file not found; check the path or re-run the download stage")
     if path.stat().st_size == 0:

@@ -14,6 +14,7 @@ The chunked output therefore equals one whole-song pass up to float rounding.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,12 @@ from tqdm import tqdm
 from vocalsep.audio import resample
 from vocalsep.config import SeparateParams
 from vocalsep.devices import pick_device
+from vocalsep.errors import VocalsepError
 from vocalsep.model import load_checkpoint, model_from_state
 
 MODEL_URI_SCHEMES = ("models:/", "runs:/")
+MODEL_SPECS = ("use auto, pretrained, a local checkpoint file (models/checkpoints/best.pt), models:/NAME@ALIAS, "
+               "models:/NAME/VERSION or runs:/RUN_ID/PATH (download a remote checkpoint first)")
 DEFAULT_SAMPLE_RATE = 44100  # of checkpoints whose params lack audio.sample_rate
 
 
@@ -201,6 +205,9 @@ def checkpoint_path(spec: str) -> Path:
         from vocalsep.serving import checkpoint_from_uri
 
         return Path(checkpoint_from_uri(spec))
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]+):", spec)
+    if scheme:  # https://, s3://, file:... would become a mangled path ("https:/host/...")
+        raise VocalsepError(f"{spec}: a {scheme[1]}: URL is not a model spec vocalsep reads; {MODEL_SPECS}")
     return Path(spec)
 
 

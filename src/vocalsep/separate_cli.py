@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -115,9 +116,22 @@ def output_folder(out: Path, path: Path, taken: set[str]) -> Path:
     return out / name
 
 
+def check_output_folder(out: Path) -> None:
+    """Fail before any work when `out` cannot be a folder we write in (a file, or under one; read-only)."""
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is" if existing == out else f"is under {existing}, which is"
+        raise VocalsepError(f"-o {out}: {where} a file, not a folder; choose another output folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise VocalsepError(f"-o {out}: {existing} is not writable; choose another output folder")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        check_output_folder(args.out)
         params = separate_params(args.params, args.device)
         if args.model == DEFAULT_MODEL:
             model, model_rate, which = choose_model(params.device)
@@ -136,8 +150,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             failed += 1
             continue
         folder = output_folder(args.out, path, taken)
-        write_audio(folder / "vocals.wav", vocals, rate, subtype=STEM_SUBTYPE)
-        write_audio(folder / "accompaniment.wav", accompaniment, rate, subtype=STEM_SUBTYPE)
+        try:
+            write_audio(folder / "vocals.wav", vocals, rate, subtype=STEM_SUBTYPE)
+            write_audio(folder / "accompaniment.wav", accompaniment, rate, subtype=STEM_SUBTYPE)
+        except (OSError, RuntimeError) as err:  # disk full, a file where a folder should be: this input fails
+            reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
+            print(f"error: {path}: cannot write the stems to {folder} ({reason})", file=sys.stderr)
+            failed += 1
+            continue
         print(f"{path} -> {folder}/{{vocals,accompaniment}}.wav")
     if failed:
         print(f"{failed} of {len(args.inputs)} file(s) failed", file=sys.stderr)

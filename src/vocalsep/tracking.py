@@ -47,7 +47,8 @@ def configure(tracking: TrackingParams) -> str:
             artifacts.mkdir(parents=True, exist_ok=True)
             client.create_experiment(tracking.experiment, artifact_location=artifacts.as_uri())
     except mlflow.exceptions.MlflowException as err:
-        raise VocalsepError(f"MLflow tracking store {uri}: {err}; check tracking.uri or MLFLOW_TRACKING_URI") from None
+        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        raise VocalsepError(f"MLflow tracking store {uri}: {first}; check tracking.uri or MLFLOW_TRACKING_URI") from None
     mlflow.set_experiment(tracking.experiment)
     return uri
 
@@ -70,7 +71,8 @@ def _set_tracking_uri(uri: str) -> None:
 
 
 @contextmanager
-def start_run(tracking: TrackingParams, run_id: str | None = None, run_name: str | None = None) -> Iterator[str]:
+def start_run(tracking: TrackingParams, run_id: str | None = None, run_name: str | None = None,
+              tags: dict[str, str] | None = None) -> Iterator[str]:
     """Open a run (resuming `run_id` when it still exists in the store) and yield its id.
 
     The run ends FINISHED on success and FAILED when the body raises.
@@ -81,7 +83,7 @@ def start_run(tracking: TrackingParams, run_id: str | None = None, run_name: str
     if run_id is not None and not _run_exists(run_id):
         log.warning("MLflow run %s is not in the store any more; starting a new run", run_id)
         run_id = None
-    with mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name) as run:
+    with mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name, tags=tags) as run:
         yield run.info.run_id
 
 
@@ -202,11 +204,49 @@ def version_by_alias(registered_model: str, alias: str) -> tuple[str, dict[str, 
     """`(version, tags)` that `alias` points at, or None when the model or the alias does not exist."""
     import mlflow
 
+    # Only "no such model" and "no such alias" mean no champion. Anything else (store unreachable,
+    # locked, corrupt) must not read as "no champion": that would promote over one that exists.
+    client = mlflow.MlflowClient()
     try:
-        version = mlflow.MlflowClient().get_model_version_by_alias(registered_model, alias)
-    except mlflow.exceptions.MlflowException:
-        return None
+        model = client.get_registered_model(registered_model)
+        if alias not in (model.aliases or {}):
+            return None
+        version = client.get_model_version_by_alias(registered_model, alias)
+    except Exception as err:  # MlflowException, or the store's own (sqlalchemy, requests) errors
+        code = getattr(err, "error_code", type(err).__name__)
+        if code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        message = str(getattr(err, "message", err)).splitlines()[0][:200] if str(err) else ""
+        raise VocalsepError(f"MLflow registry at {mlflow.get_tracking_uri()}: cannot read alias {alias!r} of "
+                            f"{registered_model!r} ({code}: {message}); no alias was "
+                            "changed; check the tracking store and run the export stage again") from None
     return str(version.version), dict(version.tags)
+
+
+def set_version_tags(registered_model: str, version: str, tags: dict[str, Any]) -> None:
+    """Set (overwrite) tags on one registered model version."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(registered_model, version, key, str(value))
+
+
+def end_orphan_runs(tracking: TrackingParams, tag: str, value: str, keep: str | None) -> list[str]:
+    """Mark KILLED the RUNNING runs tagged `tag=value` other than `keep`: runs whose process died
+    (SIGKILL, power loss) without ending them. Returns their ids."""
+    import mlflow
+
+    configure(tracking)
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(tracking.experiment)
+    quoted = value.replace("'", "\\'")
+    runs = client.search_runs([experiment.experiment_id],
+                              filter_string=f"tags.`{tag}` = '{quoted}' and attributes.status = 'RUNNING'")
+    ended = [run.info.run_id for run in runs if run.info.run_id != keep]
+    for run_id in ended:
+        client.set_terminated(run_id, status="KILLED")
+    return ended
 
 
 def set_alias(registered_model: str, alias: str, version: str) -> None:

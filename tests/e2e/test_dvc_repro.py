@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -12,7 +13,7 @@ import soundfile as sf
 import yaml
 
 from tests.serving_helpers import post, start_server, stop_group
-from tests.tiny_repo import make_tiny_repo, run, write_params
+from tests.tiny_repo import make_tiny_repo, run, venv_env, write_params
 from vocalsep.config import load_params
 from vocalsep.model import load_model
 from vocalsep.separate import separate_with_params
@@ -69,7 +70,56 @@ def test_settings_that_do_not_change_results_rerun_nothing(repro):
     repo, _ = repro
     write_params(repo, {"download": {"retries": 2, "backoff_seconds": 0.2}, "normalize": {"workers": 2},
                         "train": {"workers": 1, "log_every": 3}})
+    ran, _ = ran_and_skipped(run(["dvc", "repro"], repo))
+    assert ran == {"check_params"}  # every edit is checked; the check's output is unchanged, so nothing else runs
     assert "Data and pipelines are up to date" in run(["dvc", "status"], repo)
+
+
+def _repro_fails(repo, *args: str, env: dict | None = None) -> str:
+    proc = subprocess.run(["dvc", "repro", *args], cwd=repo, env=env or venv_env(), capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    return proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("typo, named, hint", [
+    ({"train": {"lr_scheduel": "constant"}}, "train.lr_scheduel", "did you mean train.lr_schedule?"),
+    ({"trian": {"epochs": 3}}, "trian", "did you mean train?"),
+    ({"train": {"lr": "fast"}}, "train.lr", "expected a number"),
+])
+def test_a_params_typo_stops_dvc_repro_before_any_stage(repro, typo, named, hint):
+    """An unknown key in a section no stage tracks would leave `dvc repro` "up to date"; it must fail, naming it."""
+    repo, _ = repro
+    original = (repo / "params.yaml").read_text()
+    outputs = {p: (repo / p).read_bytes() for p in ("metrics/train.json", "plots/train_loss.csv", "metrics/eval.json")}
+    try:
+        write_params(repo, typo)
+        output = _repro_fails(repo)
+        assert named in output and hint in output
+        assert "Running stage 'check_params'" in output
+        assert not (set(re.findall(r"Running stage '([\w-]+)'", output)) - {"check_params"})
+        assert {p: (repo / p).read_bytes() for p in outputs} == outputs
+    finally:
+        (repo / "params.yaml").write_text(original)
+    assert "Running stage 'check_params'" in run(["dvc", "repro"], repo)
+
+
+def test_a_stage_that_fails_loses_no_earlier_result(repro):
+    """DVC deletes a stage's outputs before running it; cached metrics and plots come back with dvc checkout."""
+    repo, _ = repro
+    original = (repo / "params.yaml").read_text()
+    kept = ("metrics/train.json", "plots/train_loss.csv", "metrics/eval.json", "plots/eval_tracks.csv")
+    before = {p: (repo / p).read_bytes() for p in kept}
+    write_params(repo, {"train": {"init": "pretrained"}})  # valid params; the base model's folder is missing
+    missing = repo / "no-base-model-here"
+    output = _repro_fails(repo, "train", env=venv_env({"VOCALSEP_PRETRAINED": str(missing)}))
+    assert str(missing) in output
+    assert not (repo / "metrics/train.json").exists()  # what the issue saw: gone with the failed run
+    (repo / "params.yaml").write_text(original)
+    run(["dvc", "checkout"], repo)
+    assert {p: (repo / p).read_bytes() for p in kept} == before
+    ran, _ = ran_and_skipped(run(["dvc", "repro"], repo))
+    assert ran == {"check_params"}  # the restored results are the recorded ones: nothing retrains
 
 
 def test_forced_download_keeps_what_it_has(repro):

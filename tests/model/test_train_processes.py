@@ -111,3 +111,39 @@ def test_torchrun_two_ranks_take_the_single_process_steps(corpus, tmp_path):
     # same examples per step and averaged gradients: the weights agree up to float rounding
     for name, weight in one["state"].items():
         assert torch.allclose(weight, two["state"][name], atol=1e-4), name
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_a_run_killed_before_its_first_checkpoint_is_marked_killed_by_the_next(corpus, tmp_path):
+    """SIGKILL leaves the MLflow run RUNNING; the next start ends it as KILLED instead of leaving an orphan."""
+    import mlflow
+
+    params = dataclasses.replace(corpus, train=dataclasses.replace(corpus.train, epochs=1, checkpoint_every=10_000),
+                                 data=dataclasses.replace(corpus.data, examples_per_epoch=4000))
+    params_file = _write_params(params, tmp_path / "tiny.yaml")
+    client = mlflow.MlflowClient(params.tracking.uri)
+    process = _stage(params_file, tmp_path)
+    deadline = time.monotonic() + 120
+    running = []
+    while not running and time.monotonic() < deadline:
+        assert process.poll() is None, "training ended before it could be killed"
+        time.sleep(0.2)
+        if not (tmp_path / "mlruns/mlflow.db").exists():
+            continue
+        try:  # the training process may still be creating the store's tables
+            experiment = client.get_experiment_by_name(params.tracking.experiment)
+            running = client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'")
+        except Exception:  # noqa: BLE001 - not ready yet
+            running = []
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert not (tmp_path / "models/checkpoints/last.pt").exists()
+    orphan = running[0].info.run_id
+
+    short = dataclasses.replace(params, data=dataclasses.replace(params.data, examples_per_epoch=16))
+    output = _finish(_stage(_write_params(short, tmp_path / "short.yaml"), tmp_path))
+    assert f"marked KILLED the MLflow run(s) {orphan}" in output
+    assert client.get_run(orphan).info.status == "KILLED"
+    statuses = [r.info.status for r in client.search_runs([running[0].info.experiment_id])]
+    assert sorted(statuses) == ["FINISHED", "KILLED"]

@@ -188,6 +188,49 @@ def test_cli_reports_a_missing_model_in_one_line(tmp_path, capsys):
     assert code == 2 and "none.pt" in err and len(err.strip().splitlines()) == 1
 
 
+def test_cli_refuses_an_output_folder_under_a_file_before_any_work(tmp_path, checkpoint, capsys):
+    wav = tmp_path / "a.wav"
+    sf.write(wav, tone(8000, 2), 8000)
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("a file where the output folder would go")
+    for out in (blocker, blocker / "stems"):
+        code = separate_main([str(wav), "-o", str(out), "--model", str(checkpoint)])
+        err = capsys.readouterr().err
+        assert code == 2 and "a file, not a folder" in err and str(out) in err
+        assert "Traceback" not in err and "model:" not in err  # refused before the model was loaded
+
+
+def test_cli_writes_every_input_it_can_when_one_output_folder_is_blocked(tmp_path, checkpoint, capsys):
+    first, second = tmp_path / "first.wav", tmp_path / "second.wav"
+    for path in (first, second):
+        sf.write(path, tone(8000, 2), 8000)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "first").write_text("a file named like first's stem folder")
+    code = separate_main([str(first), str(second), "-o", str(out), "--model", str(checkpoint)])
+    err = capsys.readouterr().err
+    assert code == 1 and "first.wav: cannot write the stems" in err
+    assert (out / "second" / "vocals.wav").is_file() and (out / "second" / "accompaniment.wav").is_file()
+
+
+def test_cli_says_a_directory_input_is_a_directory(tmp_path, checkpoint, capsys):
+    folder = tmp_path / "album"
+    folder.mkdir()
+    code = separate_main([str(folder), "-o", str(tmp_path / "out"), "--model", str(checkpoint)])
+    err = capsys.readouterr().err
+    assert code == 1 and f"{folder}: is a directory" in err and "not found" not in err
+
+
+@pytest.mark.parametrize("spec", ["https://example.org/model.pt", "s3://bucket/best.pt", "file:///tmp/best.pt"])
+def test_cli_names_the_model_specs_it_accepts_for_a_url(tmp_path, spec, capsys):
+    wav = tmp_path / "a.wav"
+    sf.write(wav, tone(8000, 2), 8000)
+    code = separate_main([str(wav), "-o", str(tmp_path / "out"), "--model", spec])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{spec}: a {spec.split(':')[0]}: URL is not a model spec" in err
+    assert "models:/NAME@ALIAS" in err and "https:/example" not in err.replace(spec, "")
+
+
 @pytest.mark.parametrize("stride", [64, 100])
 @pytest.mark.parametrize("chunk", [128, 130, 1000])
 def test_context_window_starts_on_the_stride_and_keeps_the_context(stride, chunk):

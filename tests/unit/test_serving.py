@@ -181,9 +181,43 @@ def test_champion_is_rescored_when_the_test_set_changed(tmp_path, monkeypatch):
     second = register(params, write_checkpoint(params, 1), {"si_sdr": on_new_set + 0.5}, lock)
     assert (second["decision"], second["champion_rescored"]) == ("champion", True)
     assert second["champion_metric"] == pytest.approx(on_new_set, abs=1e-3)
+    tags = mlflow.MlflowClient().get_model_version(params.export.registered_model, "1").tags
+    assert float(tags["si_sdr"]) == pytest.approx(on_new_set, abs=1e-3)  # the score on the set it was compared on
+    assert tags["si_sdr_previous_testset"] == "100.0" and tags["testset_hash"] == second_testset(params)
 
     third = register(params, write_checkpoint(params, 2), {"si_sdr": on_new_set}, lock)  # same set: tags suffice
     assert (third["decision"], third["champion_rescored"], third["champion_version"]) == ("challenger", False, "2")
+
+
+def second_testset(params) -> str:
+    from vocalsep.stages.evaluate import testset_hash
+
+    return testset_hash(Path(params.paths.testset))
+
+
+@pytest.mark.slow
+def test_a_registry_that_cannot_be_read_stops_export_and_moves_no_alias(tmp_path, monkeypatch):
+    """A failing registry (here: its SQLite database locked by another writer) is not "no champion"."""
+    import sqlite3
+
+    params = tiny_params(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", params.tracking.uri)
+    Path(params.paths.export).mkdir(parents=True)
+    lock = tmp_path / "dvc.lock"
+    assert register(params, write_checkpoint(params, 0), {"si_sdr": 1.0}, lock)["decision"] == "champion"
+    database = sqlite3.connect(params.tracking.uri.removeprefix("sqlite:///"), timeout=0.1, isolation_level=None)
+    database.execute("BEGIN EXCLUSIVE")  # another process holds the store: every read fails
+    try:
+        with pytest.raises(VocalsepError, match=r"cannot read alias 'champion' of 'vocalsep'.*no alias was changed"):
+            tracking.version_by_alias(params.export.registered_model, "champion")
+        with pytest.raises(VocalsepError, match=r"mlflow.db: .*database is locked"):
+            register(params, write_checkpoint(params, 1), {"si_sdr": 50.0}, lock)
+    finally:
+        database.execute("ROLLBACK")
+        database.close()
+    client = mlflow.MlflowClient()
+    assert str(client.get_model_version_by_alias(params.export.registered_model, "champion").version) == "1"
+    assert [str(v.version) for v in client.search_model_versions(f"name='{params.export.registered_model}'")] == ["1"]
 
 
 @pytest.mark.parametrize(("new", "champion", "wins"), [

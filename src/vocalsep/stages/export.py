@@ -156,7 +156,13 @@ def champion_score(params: Params, testset: str) -> tuple[tuple[str, float] | No
     log.info("champion version %s was scored on another test set; scoring it on the current one", version)
     checkpoint = load_checkpoint(checkpoint_from_uri(f"models:/{name}/{version}", params.tracking))
     score = summarize(score_testset(checkpoint, params)[0])[metric]
-    return (version, float("nan") if score is None else float(score)), True
+    score = float("nan") if score is None else float(score)
+    # the version's tags now tell the score on the current test set, so the registry UI never shows
+    # numbers from two test sets side by side; the old score stays under a name that says so
+    tracking.set_version_tags(name, version, {metric: score, TESTSET_TAG: testset,
+                                              f"{metric}_previous_testset": tags.get(metric, "unknown"),
+                                              "previous_testset": tags.get(TESTSET_TAG, "unknown")})
+    return (version, score), True
 
 
 def promote(registered_model: str, version: str, metric: str, new_metric: float,
@@ -197,10 +203,12 @@ def register(params: Params, checkpoint: Path, metrics: dict[str, float], lock: 
     testset = testset_hash(Path(params.paths.testset))
     tags = {**metrics, "metric": params.export.metric, "git_sha": ckpt.get("git_sha") or "unknown",
             "data_hash": data_hash(lock), TESTSET_TAG: testset}
+    # the champion first: a registry that cannot be read stops here, before anything is logged or moved
+    tracking.configure(params.tracking)
+    champion, rescored = champion_score(params, testset)
     with tracking.start_run(params.tracking, run_id=ckpt.get("mlflow_run_id"), run_name="export") as run_id:
         model_uri = log_model(params, checkpoint, checkpoint_sample_rate(ckpt))
         name, metric = params.export.registered_model, params.export.metric
-        champion, rescored = champion_score(params, testset)
         version = tracking.register_version(model_uri, name, tags)
         record = {**promote(name, version, metric, float(metrics[metric]), champion),
                   "champion_rescored": rescored, "run_id": run_id, "logged_model_uri": model_uri}

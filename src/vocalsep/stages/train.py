@@ -33,6 +33,7 @@ from vocalsep.training.state import (Progress, dvc_data_md5, index_hash, load_re
                                      progress_from, restore_rng_states, resume_key, rng_states)
 
 log = logging.getLogger(__name__)
+CHECKPOINTS_TAG = "vocalsep.checkpoints"  # run tag: the checkpoint folder the run writes (finds orphan runs)
 
 
 @dataclass
@@ -73,7 +74,13 @@ def train(params: Params) -> dict[str, float | int]:
         if not ctx.is_main:
             _fit(session)
             return {}
-        with tracking.start_run(params.tracking, session.progress.run_id, run_name="train") as run_id:
+        folder = str(Path(params.paths.checkpoints).resolve())
+        ended = tracking.end_orphan_runs(params.tracking, CHECKPOINTS_TAG, folder, keep=session.progress.run_id)
+        if ended:
+            log.info("marked KILLED the MLflow run(s) %s: their process died without ending them",
+                     ", ".join(ended))
+        with tracking.start_run(params.tracking, session.progress.run_id, run_name="train",
+                                tags={CHECKPOINTS_TAG: folder}) as run_id:
             session.progress.run_id = run_id
             _log_run_info(session)
             _fit(session)
@@ -92,9 +99,15 @@ def _prepare(params: Params, ctx: distributed.Context) -> Session:
     val = validation_set(read_index(paths.index, "val"), params.data, sr, where=f"{paths.index}/val.parquet")
     key = resume_key(params, index_hash(paths.index))
     ckpt = load_resumable(Path(paths.checkpoints) / "last.pt", key)
+    total = params.train.epochs * (params.data.examples_per_epoch // params.train.batch_size)
+    if ckpt is not None and _finished(ckpt, total):
+        # DVC runs this stage again only when told to (dvc repro -f) or when a dep outside the resume
+        # key changed: both ask for a new training, so a finished last.pt is a start, not a resume
+        log.info("%s is a finished run (step %d of %d); training again from the start",
+                 Path(paths.checkpoints) / "last.pt", ckpt["step"], total)
+        ckpt = None
     kwargs = model_kwargs(params.model.name, params_to_dict(params)["model"])
     raw = build_model(params.model.name, kwargs).to(ctx.device)
-    total = params.train.epochs * (params.data.examples_per_epoch // params.train.batch_size)
     optimizer = make_optimizer(raw, params.train)
     scheduler = make_scheduler(optimizer, params.train.lr_schedule, total, params.train.warmup_steps)
     if ckpt is None and params.train.init == "pretrained":
@@ -108,6 +121,11 @@ def _prepare(params: Params, ctx: distributed.Context) -> Session:
         log.info("resuming from %s at step %d of %d", Path(paths.checkpoints) / "last.pt", ckpt["step"], total)
     return Session(params, ctx, raw, _wrap(raw, params, ctx), kwargs, optimizer, scheduler, dataset, val, key,
                    progress_from(ckpt), git_sha())
+
+
+def _finished(ckpt: dict[str, Any], total: int) -> bool:
+    progress = ckpt.get("progress") or {}
+    return int(ckpt.get("step", 0)) >= total or bool(progress.get("stopped_early"))
 
 
 def _wrap(raw: nn.Module, params: Params, ctx: distributed.Context) -> nn.Module:
