@@ -52,6 +52,19 @@ def served(tmp_path_factory):
         yield params, checkpoint, record, model
 
 
+@pytest.mark.slow
+def test_the_logged_model_holds_no_pickle(served, monkeypatch):
+    """Models from code: MLflow stores served_model.py, not a cloudpickle of the Python object."""
+    params, _, record, _ = served
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", params.tracking.uri)
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=record["model_uri"]))
+    names = {p.name for p in local.rglob("*") if p.is_file()}
+    assert "served_model.py" in names
+    assert not [n for n in names if n.endswith((".pkl", ".pickle", ".cloudpickle"))], names
+    for path in local.rglob("*.pt"):
+        assert isinstance(load_checkpoint(path), dict)  # the weights load with the safe loader
+
+
 def core(params, checkpoint: Path, mixture: np.ndarray) -> np.ndarray:
     """The separation core directly: `(frames, 2)` -> `(frames, 2)`."""
     return separate_with_params(load_model(checkpoint), mixture.T, params.audio.sample_rate, params.separate).T

@@ -3,7 +3,8 @@
 Reads `<paths.checkpoints>/best.pt` and `<paths.metrics>/eval.json`; writes
 `<paths.export>/{model.ts,model.onnx,serving.json}` and
 `<paths.metrics>/registry.json`. The pyfunc (the separation core around the
-checkpoint, `vocalsep.serving.VocalSeparator`) is logged in the training run
+checkpoint, `vocalsep.serving.VocalSeparator`, logged as code from
+`vocalsep/served_model.py`, so the model folder holds no pickle) is logged in the training run
 when it is still in the store, registered as a new version of
 `export.registered_model`, and given the alias `champion` only when its
 `export.metric` beats the current champion's; otherwise `challenger`.
@@ -32,7 +33,7 @@ from vocalsep.config import Params
 from vocalsep.errors import StageError
 from vocalsep.model import load_checkpoint, load_model, save_checkpoint
 from vocalsep.serving import (AUDIO_PARAM, CHANNELS, CHECKPOINT_ARTIFACT, CONFIG_ARTIFACT, ServingConfig,
-                              VocalSeparator, beats_champion, checkpoint_from_uri)
+                              beats_champion, checkpoint_from_uri)
 from vocalsep.separate import checkpoint_sample_rate
 from vocalsep.stages._cli import run_stage
 from vocalsep.stages.evaluate import score_testset, summarize, testset_hash
@@ -188,7 +189,7 @@ def log_model(params: Params, checkpoint: Path, sample_rate: int) -> str:
     Path(params.paths.export).mkdir(parents=True, exist_ok=True)
     config_path = serving.write(Path(params.paths.export) / "serving.json")
     return tracking.log_pyfunc_model(
-        VocalSeparator(),
+        str(Path(vocalsep.__file__).parent / "served_model.py"),  # models from code: nothing pickled
         artifacts={CHECKPOINT_ARTIFACT: str(checkpoint), CONFIG_ARTIFACT: str(config_path)},
         signature=tracking.serving_signature(CHANNELS, (AUDIO_PARAM,)),
         input_example=input_example(params.audio.sample_rate),
