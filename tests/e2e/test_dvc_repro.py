@@ -159,6 +159,24 @@ def test_pipeline_champion_answers_http_like_the_separation_core(repro):
     np.testing.assert_allclose(served, expected, atol=1e-4, rtol=0)
 
 
+def test_an_experiment_shows_its_metrics(repro):
+    """Cached metrics: `dvc exp show` reads an experiment's train and eval numbers (it printed `!` before)."""
+    import csv
+    import io
+
+    repo, _ = repro
+    original = (repo / "params.yaml").read_text()
+    output = run(["dvc", "exp", "run", "-S", "train.seed=1"], repo)
+    name = re.search(r"Ran experiment\(s\): ([\w-]+)", output)[1]
+    shown = subprocess.run(["dvc", "exp", "show", "--no-pager", "--csv"], cwd=repo, env=venv_env(),
+                           capture_output=True, text=True, timeout=300, check=True).stdout
+    rows = list(csv.DictReader(io.StringIO(shown)))
+    experiment = next(row for row in rows if row["Experiment"] == name)
+    for metric in ("val_si_sdr", "si_sdr", "sdr", "si_sdri"):
+        float(experiment[metric])  # a number, not "!"
+    (repo / "params.yaml").write_text(original)
+
+
 def test_sample_rate_change_reruns_normalize_onward_only(repro):
     repo, _ = repro
     write_params(repo, {"audio": {"sample_rate": 22050}})
