@@ -78,12 +78,16 @@ def wait_for_ping(server: subprocess.Popen, port: int, log: Path) -> bool:
     pytest.fail(f"no /ping answer within {PING_TIMEOUT:.0f} s:\n{log.read_text()[-4000:]}")
 
 
-def start_server(model_uri: str, tracking_uri: str, folder: Path, attempts: int = 3) -> tuple[subprocess.Popen, int]:
-    """A real `mlflow models serve` on a free loopback port, answering /ping; another port if one was taken."""
+MLFLOW_SERVE = ["mlflow", "models", "serve", "--env-manager", "local"]
+
+
+def start_server(model_uri: str, tracking_uri: str, folder: Path, attempts: int = 3,
+                 command: list[str] | None = None) -> tuple[subprocess.Popen, int]:
+    """A real server (`mlflow models serve`, or `command` such as `vocalsep serve ...`) on a free loopback
+    port, answering /ping; another port if one was taken."""
     for _ in range(attempts):
         port, log = free_port(), folder / "serve.log"
-        cmd = ["mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local", "-h", "127.0.0.1",
-               "-p", str(port)]
+        cmd = [*(command or MLFLOW_SERVE), "-m", model_uri, "-h", "127.0.0.1", "-p", str(port)]
         with log.open("w") as out:
             process = subprocess.Popen(cmd, cwd=folder, env=venv_env({"MLFLOW_TRACKING_URI": tracking_uri}),
                                        stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 COMMANDS = {
     "summary": ("vocalsep.summary:main", "print where the pipeline's results are and the headline numbers"),
     "separate": ("vocalsep.separate_cli:main", "separate vocals from audio files"),
+    "serve": ("vocalsep.serve:main", "serve a registered model behind request limits (MLflow's scoring app)"),
     "serve-flows": ("flows.serve:main", "serve the Prefect deployments from one process"),
     "register-base": ("vocalsep.stages.export:register_base_main",
                       "register the shipped base model; it becomes champion if the registry has none"),

@@ -170,6 +170,14 @@ class SeparateParams:
 
 
 @dataclass(frozen=True)
+class ServeParams:
+    workers: int = 1
+    threads: int = 2
+    queue: int = 8
+    timeout_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
 class EvaluateParams:
     window_seconds: float = 1.0
     audio_examples: int = 3
@@ -205,6 +213,7 @@ class Params:
     data: DataParams = field(default_factory=DataParams)
     train: TrainParams = field(default_factory=TrainParams)
     separate: SeparateParams = field(default_factory=SeparateParams)
+    serve: ServeParams = field(default_factory=ServeParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     export: ExportParams = field(default_factory=ExportParams)
     tracking: TrackingParams = field(default_factory=TrackingParams)
@@ -383,4 +392,8 @@ def _check_ranges(p: Params) -> None:
     _require(p.separate.chunk_seconds > 0, "separate.chunk_seconds", "must be > 0")
     _require(p.separate.overlap_seconds >= 0, "separate.overlap_seconds", "must be >= 0")
     _require(p.separate.batch_size >= 1, "separate.batch_size", "must be at least 1")
+    _require(p.serve.workers >= 1, "serve.workers", "must be at least 1")
+    _require(p.serve.threads >= 1, "serve.threads", "must be at least 1")
+    _require(p.serve.queue >= 0, "serve.queue", "must be >= 0")
+    _require(p.serve.timeout_seconds > 0, "serve.timeout_seconds", "must be > 0 seconds")
     _require(p.export.max_seconds > 0, "export.max_seconds", "must be > 0")

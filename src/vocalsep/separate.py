@@ -14,8 +14,11 @@ The chunked output therefore equals one whole-song pass up to float rounding.
 
 from __future__ import annotations
 
+import contextvars
 import re
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +104,32 @@ def resolve_device(name: str, key: str = "separate.device") -> torch.device:
     return pick_device(name, key)
 
 
+# A deadline for the separation running in this context (the server sets one per request; asyncio
+# copies context into the worker thread). The core checks it between model calls, so timed-out
+# work stops within one batch instead of running on after its answer was given up.
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("vocalsep_deadline", default=None)
+
+
+class DeadlineExceeded(VocalsepError):
+    """The separation ran past the deadline set with `deadline()` and was stopped."""
+
+
+@contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Stop any separation in this context (and threads started from it) after `seconds`."""
+    token = _DEADLINE.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def check_deadline() -> None:
+    limit = _DEADLINE.get()
+    if limit is not None and time.monotonic() > limit:
+        raise DeadlineExceeded("separation stopped: it ran past its deadline")
+
+
 def _batches(items: list[int], size: int) -> Iterator[list[int]]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
@@ -156,6 +185,7 @@ def separate(
         for batch in tqdm(list(_batches(starts, batch_size)), desc="separate", unit="batch", disable=not progress):
             windows = [context_window(s, chunk, length, context, stride) for s in batch]
             for group in _same_size(list(zip(batch, windows))):
+                check_deadline()
                 stacked = np.stack([mixture[:, w:w + size] for _, (w, size) in group])
                 estimate = model(torch.from_numpy(stacked).to(device)).float().cpu().numpy()
                 for piece, (start, (w, _)) in zip(estimate, group):

@@ -21,6 +21,7 @@ import dataclasses
 import io
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,12 +111,32 @@ def decode_audio(encoded: Any, max_seconds: float) -> tuple[np.ndarray, int]:
 
 
 def _header_seconds(data: bytes) -> float | None:
-    """Duration from the file's header where soundfile reads it (wav, flac, ogg, mp3), else None."""
+    """Duration from the file's header, before any decoding: soundfile's (wav, flac, ogg, mp3), else
+    the container's as ffmpeg reports it on opening the file (m4a, webm, opus...); None if neither."""
     try:
         info = sf.info(io.BytesIO(data))
     except (RuntimeError, sf.LibsndfileError, TypeError, ValueError):
-        return None
-    return info.frames / info.samplerate if info.samplerate > 0 and info.frames > 0 else None
+        return container_seconds(data)
+    return info.frames / info.samplerate if info.samplerate > 0 and info.frames > 0 else container_seconds(data)
+
+
+def container_seconds(data: bytes) -> float | None:
+    """`Duration:` of ffmpeg's input report (it opens the container and decodes nothing), else None."""
+    import subprocess
+    import tempfile
+
+    from vocalsep.env import ffmpeg_exe
+
+    with tempfile.NamedTemporaryFile(prefix="vocalsep-probe-") as tmp:
+        tmp.write(data)
+        tmp.flush()
+        try:
+            report = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", f"file:{tmp.name}"],
+                                    capture_output=True, timeout=30).stderr.decode(errors="replace")
+        except subprocess.TimeoutExpired:
+            return None
+    found = re.search(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", report)
+    return int(found[1]) * 3600 + int(found[2]) * 60 + float(found[3]) if found else None
 
 
 def _check_seconds(seconds: float | None, max_seconds: float) -> None:

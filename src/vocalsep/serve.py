@@ -1,0 +1,342 @@
+"""`vocalsep serve -m MODEL_URI -h HOST -p PORT`: MLflow's scoring app with limits in front of it.
+
+The app that answers is MLflow's own (`mlflow.pyfunc.scoring_server.init`,
+what `mlflow models serve` runs), around the same registered pyfunc. In front
+of it sits `Guard`, a plain ASGI layer that refuses what would cost memory,
+time or a stack trace before any of it is spent:
+
+- `POST /invocations` needs `Content-Type: application/json` (415 otherwise);
+- the body may not exceed `max_body_bytes` (413, read no further): the size
+  of `export.max_seconds` of 16-bit stereo WAV at the model's rate, as base64,
+  plus 64 KiB; a declared Content-Length over it is refused before reading;
+- a JSON array of samples may not hold more rows than `export.max_seconds`
+  allows (413, counted on the raw bytes before parsing);
+- the JSON must parse, nest no deeper than MLflow's request forms need, hold
+  one of `inputs`/`instances` (numbers shaped (samples, 2): strings and
+  booleans are refused) and only the params the model takes (400 naming the
+  field);
+- encoded audio (`params.audio_base64`) is checked by the model against the
+  container header's duration before decoding (400);
+- at most `serve.workers` requests separate at once and `serve.queue` wait;
+  more get 503 with Retry-After;
+- a request still separating after `serve.timeout_seconds` is answered 504
+  and its work is stopped (the core checks the deadline between batches);
+- an unexpected error answers 500 with a one-line message, never a traceback.
+
+`mlflow models serve` keeps working unchanged; it just has none of these.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vocalsep.config import DEFAULT_PARAMS, ParamsError, ServeParams, load_params
+from vocalsep.errors import VocalsepError
+
+log = logging.getLogger("vocalsep.serve")
+
+INPUT_KEYS = ("inputs", "instances")
+MAX_DEPTH = 4  # {"inputs": [[l, r], ...]} is 3 deep; {"params": {...}} 2
+JSON_OVERHEAD = 64 * 1024
+DRAIN_FACTOR = 4  # a body over the limit is read and dropped up to this many limits, then the answer is 413
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may cost, from the model's serving config and the `serve` params."""
+
+    max_frames: int  # rows of a JSON array (export.max_seconds at the model's rate)
+    max_seconds: float
+    max_body_bytes: int
+    params: tuple[str, ...]  # the params the model takes
+    serve: ServeParams
+
+    @classmethod
+    def for_model(cls, sample_rate: int, max_seconds: float, params: tuple[str, ...], serve: ServeParams) -> Limits:
+        frames = math.floor(max_seconds * sample_rate)
+        wav_bytes = 44 + frames * 2 * 2  # 16-bit stereo WAV
+        return cls(frames, max_seconds, 4 * math.ceil(wav_bytes / 3) + JSON_OVERHEAD, params, serve)
+
+
+class RequestError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of parsed JSON, stopping once past `limit` (arrays of numbers end the walk early)."""
+    if isinstance(value, dict):
+        inner = [_depth(v, limit - 1) for v in value.values()] if limit > 0 else [limit + 1]
+        return 1 + max(inner, default=0)
+    if isinstance(value, list):
+        if limit <= 0:
+            return limit + 2
+        first = value[0] if value else None
+        # samples are rows of two numbers: look at one row, not millions
+        return 1 + (_depth(first, limit - 1) if isinstance(first, (list, dict)) else 0)
+    return 0
+
+
+def check_body(body: bytes, limits: Limits) -> None:
+    """Raise RequestError for a JSON body the model must not see; return quietly for a good one."""
+    rows = body.count(b"[") - 1  # one "[" per [left, right] row and one around them (base64 has none)
+    if rows > limits.max_frames + 1:
+        raise RequestError(413, "REQUEST_TOO_LARGE",
+                           f"inputs: about {rows} samples is more than the limit of {limits.max_frames} "
+                           f"(export.max_seconds = {limits.max_seconds:g} s at the model's rate); send a shorter "
+                           "excerpt, or the audio file as params.audio_base64")
+    try:
+        request = json.loads(body)
+    except RecursionError:
+        raise RequestError(400, "BAD_REQUEST", f"body: JSON nested too deep (more than {MAX_DEPTH} levels); "
+                           'send {"inputs": [[left, right], ...]}') from None
+    except ValueError as err:
+        raise RequestError(400, "BAD_REQUEST", f"body: not valid JSON ({str(err)[:120]})") from None
+    if not isinstance(request, dict):
+        raise RequestError(400, "BAD_REQUEST", 'body: expected a JSON object such as {"inputs": [[l, r], ...]}, '
+                           f"got a {type(request).__name__}")
+    if _depth(request, MAX_DEPTH) > MAX_DEPTH:
+        raise RequestError(400, "BAD_REQUEST", f"body: JSON nested deeper than {MAX_DEPTH} levels; "
+                           'send {"inputs": [[left, right], ...]}')
+    unknown = sorted(set(request) - {*INPUT_KEYS, "params"})
+    if unknown:
+        raise RequestError(400, "BAD_REQUEST", f"body: unknown field(s) {', '.join(unknown)}; "
+                           f"use inputs (or instances) and params")
+    given = [k for k in INPUT_KEYS if k in request]
+    if len(given) != 1:
+        raise RequestError(400, "BAD_REQUEST", "body: needs exactly one of inputs or instances "
+                           f"(found {', '.join(given) or 'neither'})")
+    params = request.get("params", {})
+    if not isinstance(params, dict):
+        raise RequestError(400, "BAD_REQUEST", f"params: expected an object, got {type(params).__name__}")
+    extra = sorted(set(params) - set(limits.params))
+    if extra:
+        raise RequestError(400, "BAD_REQUEST", f"params.{extra[0]}: unknown parameter; this model takes "
+                           f"{', '.join(limits.params) or 'none'}")
+    _check_samples(request[given[0]], given[0], limits)
+
+
+def _check_samples(samples: Any, key: str, limits: Limits) -> None:
+    if not isinstance(samples, list) or not samples:
+        raise RequestError(400, "BAD_REQUEST", f"{key}: expected a non-empty array of [left, right] rows")
+    if len(samples) > limits.max_frames:
+        raise RequestError(413, "REQUEST_TOO_LARGE", f"{key}: {len(samples)} samples is more than the limit of "
+                           f"{limits.max_frames} (export.max_seconds = {limits.max_seconds:g} s)")
+    try:
+        array = np.asarray(samples)
+    except ValueError:
+        raise RequestError(400, "BAD_REQUEST", f"{key}: rows of different lengths; every row is [left, right]") from None
+    if array.dtype.kind not in "fiu":
+        kind = {"b": "booleans", "U": "strings", "S": "strings"}.get(array.dtype.kind, "non-numbers")
+        raise RequestError(400, "BAD_REQUEST", f"{key}: samples must be numbers, got {kind}; "
+                           "send floats in [-1, 1]")
+    if array.ndim != 2 or array.shape[1] != 2:
+        raise RequestError(400, "BAD_REQUEST", f"{key}: expected shape (samples, 2), got {array.shape}")
+
+
+class Guard:
+    """ASGI layer in front of MLflow's scoring app: limits, queue, deadline, no tracebacks out."""
+
+    def __init__(self, app: Callable, limits: Limits):
+        self.app, self.limits = app, limits
+        self.running = asyncio.Semaphore(limits.serve.workers)
+        self.waiting = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/invocations":
+            await self.app(scope, receive, send)
+            return
+        try:
+            body = await self._read(scope, receive)
+            await self._admit(scope, body, send)
+        except RequestError as err:
+            await _answer(send, err.status, {"error_code": err.code, "message": err.message}, err.headers)
+
+    async def _read(self, scope: Scope, receive: Receive) -> bytes:
+        if scope["method"] != "POST":
+            raise RequestError(405, "METHOD_NOT_ALLOWED", "POST a JSON body to /invocations",
+                               {"Allow": "POST"})
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        kind = headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind != "application/json":
+            raise RequestError(415, "UNSUPPORTED_MEDIA_TYPE",
+                               f"Content-Type: expected application/json, got {kind or 'none'}; send "
+                               '{"inputs": [[left, right], ...]} or an audio file as params.audio_base64')
+        declared = headers.get("content-length")
+        size = int(declared) if declared is not None and declared.isdigit() else None
+        if size is not None and size > DRAIN_FACTOR * self.limits.max_body_bytes:
+            raise self._too_large(size)  # answered at once: the client may see the connection close
+        body, seen = bytearray(), 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise RequestError(400, "BAD_REQUEST", "the client went away")
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen <= self.limits.max_body_bytes:
+                body += chunk
+            else:
+                body = bytearray()  # over the limit: keep reading (and dropping) so the client, which
+                # sends its whole body before it reads, gets the 413 instead of a broken pipe
+            if not message.get("more_body"):
+                if seen > self.limits.max_body_bytes:
+                    raise self._too_large(seen)
+                return bytes(body)
+            if seen > DRAIN_FACTOR * self.limits.max_body_bytes:
+                raise self._too_large(seen)
+
+    def _too_large(self, size: int) -> RequestError:
+        return RequestError(413, "REQUEST_TOO_LARGE",
+                            f"body: {size} bytes is more than the limit of {self.limits.max_body_bytes} "
+                            f"(export.max_seconds = {self.limits.max_seconds:g} s of 16-bit stereo WAV as base64); "
+                            "send a shorter excerpt or a compressed file (flac, mp3) as params.audio_base64")
+
+    async def _admit(self, scope: Scope, body: bytes, send: Send) -> None:
+        if self.running.locked() and self.waiting >= self.limits.serve.queue:
+            retry = max(1, round(self.limits.serve.timeout_seconds / 10))
+            raise RequestError(503, "SERVER_BUSY", f"{self.limits.serve.workers} request(s) separating and "
+                               f"{self.waiting} waiting (serve.queue); try again later", {"Retry-After": str(retry)})
+        self.waiting += 1
+        try:
+            await self.running.acquire()
+        finally:
+            self.waiting -= 1
+        try:
+            await asyncio.to_thread(check_body, body, self.limits)  # parsing is CPU work: off the loop
+            await self._call(scope, body, send)
+        finally:
+            self.running.release()
+
+    async def _call(self, scope: Scope, body: bytes, send: Send) -> None:
+        from vocalsep.separate import _DEADLINE
+
+        timeout = self.limits.serve.timeout_seconds
+        token = _DEADLINE.set(time.monotonic() + timeout)  # copied into the model's worker thread
+        sent = {"started": False}
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if replayed:
+                await asyncio.Event().wait()  # the body was delivered; nothing else will come
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        try:
+            await asyncio.wait_for(self.app(scope, replay, _scrubbed(send, sent)), timeout=timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            if not sent["started"]:
+                raise RequestError(504, "TIMEOUT", f"separation took longer than serve.timeout_seconds "
+                                   f"({timeout:g} s) and was stopped; send a shorter excerpt") from None
+        finally:
+            _DEADLINE.reset(token)
+
+
+def _scrubbed(send: Send, sent: dict[str, bool]) -> Send:
+    """Pass the app's answer through, except that a 500's body (MLflow's has a traceback) is replaced."""
+    state = {"error": False}
+
+    async def wrapped(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            sent["started"] = True
+            if message["status"] >= 500:
+                state["error"] = True
+                return
+        elif message["type"] == "http.response.body" and state["error"]:
+            if message.get("more_body"):
+                return
+            log.error("the scoring app failed on a request (answered 500 without details)")
+            body = json.dumps({"error_code": "INTERNAL_ERROR",
+                               "message": "the server failed on this request; its log has the details"}).encode()
+            await send({"type": "http.response.start", "status": 500,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await send(message)
+
+    return wrapped
+
+
+async def _answer(send: Send, status: int, payload: dict[str, Any], headers: dict[str, str]) -> None:
+    body = json.dumps(payload).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+           *((k.lower().encode(), v.encode()) for k, v in headers.items())]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+def build_app(model_uri: str, serve: ServeParams) -> Guard:
+    """Load the pyfunc from the registry, build MLflow's scoring app for it, put the Guard in front."""
+    import mlflow
+    from mlflow.pyfunc import scoring_server
+
+    # MLflow's own timeout answers 504 but leaves the work running: ours must fire first
+    os.environ["MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT"] = str(int(serve.timeout_seconds) + 60)
+    model = mlflow.pyfunc.load_model(model_uri)
+    separator = model.unwrap_python_model()
+    config = getattr(separator, "config", None)
+    if config is None:
+        raise VocalsepError(f"{model_uri}: not a vocalsep model (no serving config); serve a model the "
+                            "export stage registered")
+    names = tuple(p.name for p in (model.metadata.get_params_schema() or []))
+    limits = Limits.for_model(config.sample_rate, config.max_seconds, names, serve)
+    return Guard(scoring_server.init(model), limits)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="vocalsep serve", add_help=False,
+                                     description="Serve a registered model with request limits (docs/serving.md).")
+    parser.add_argument("--help", action="help", help="show this message and exit")
+    parser.add_argument("-m", "--model-uri", required=True, help="models:/vocalsep@champion, models:/NAME/VERSION, runs:/...")
+    parser.add_argument("-h", "--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    parser.add_argument("-p", "--port", type=int, default=5000, help="port (default 5000)")
+    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS,
+                        help="params file for the serve section (default: params.yaml; defaults if absent)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import torch
+    import uvicorn
+
+    args = parse_args(argv)
+    try:
+        serve = load_params(args.params).serve if args.params.exists() else ServeParams()
+        torch.set_num_threads(serve.threads)
+        app = build_app(args.model_uri, serve)
+    except (ParamsError, VocalsepError) as err:
+        print(f"vocalsep serve: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # noqa: BLE001 - MLflow's own load errors: one line, no traceback
+        print(f"vocalsep serve: cannot load {args.model_uri} ({str(err).splitlines()[0][:300]}); check the URI "
+              "and MLFLOW_TRACKING_URI", file=sys.stderr)
+        return 2
+    limits = app.limits
+    print(f"vocalsep serve: {args.model_uri} on http://{args.host}:{args.port} "
+          f"(body <= {limits.max_body_bytes} bytes, <= {limits.max_seconds:g} s of audio, "
+          f"{serve.workers} worker(s) x {serve.threads} thread(s), queue {serve.queue}, "
+          f"timeout {serve.timeout_seconds:g} s)", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_keep_alive=30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
