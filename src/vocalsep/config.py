@@ -127,6 +127,7 @@ class ModelParams:
     wave_filters: int = 64
     wave_stride: int = 128
     global_context: bool = False
+    lookahead_frames: int = -1
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,12 @@ class SeparateParams:
     overlap_seconds: float = 0.25
     batch_size: int = 4
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+@dataclass(frozen=True)
+class StreamParams:
+    block_seconds: float = 0.02
+    threads: int = 1
 
 
 @dataclass(frozen=True)
@@ -214,6 +221,7 @@ class Params:
     train: TrainParams = field(default_factory=TrainParams)
     separate: SeparateParams = field(default_factory=SeparateParams)
     serve: ServeParams = field(default_factory=ServeParams)
+    stream: StreamParams = field(default_factory=StreamParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     export: ExportParams = field(default_factory=ExportParams)
     tracking: TrackingParams = field(default_factory=TrackingParams)
@@ -392,6 +400,8 @@ def _check_ranges(p: Params) -> None:
     _require(p.separate.chunk_seconds > 0, "separate.chunk_seconds", "must be > 0")
     _require(p.separate.overlap_seconds >= 0, "separate.overlap_seconds", "must be >= 0")
     _require(p.separate.batch_size >= 1, "separate.batch_size", "must be at least 1")
+    _require(p.stream.block_seconds > 0, "stream.block_seconds", "must be > 0 seconds")
+    _require(p.stream.threads >= 1, "stream.threads", "must be at least 1")
     _require(p.serve.workers >= 1, "serve.workers", "must be at least 1")
     _require(p.serve.threads >= 1, "serve.threads", "must be at least 1")
     _require(p.serve.queue >= 0, "serve.queue", "must be >= 0")

@@ -6,6 +6,11 @@ the core, resampled back and written as `OUTDIR/<input stem>/vocals.wav` and
 `accompaniment.wav` at the input's rate and length. Stems are 32-bit float WAV
 so nothing clips and `vocals + accompaniment` gives the mixture back.
 
+Files are read, resampled, separated and written block by block
+(`vocalsep.streaming.stream_file`): peak memory does not grow with the song's
+length, and the stems equal those of the whole-file pass (`separate_file`,
+what the evaluate stage and serving use) up to float rounding.
+
 Channels: a mono input gives mono stems (the model sees it on both sides and
 its two vocal channels are averaged); any other input gives stereo stems of
 its stereo down-mix (`audio.to_stereo`), which is what the stems sum to.
@@ -28,12 +33,13 @@ import numpy as np
 from torch import nn
 from tqdm import tqdm
 
-from vocalsep.audio import read_audio, to_stereo, write_audio
+from vocalsep.audio import read_audio, to_stereo
 from vocalsep.config import ParamsError, SeparateParams, load_params
 from vocalsep.errors import VocalsepError
 from vocalsep.model import load_checkpoint
 from vocalsep.pretrained import PRETRAINED
 from vocalsep.separate import checkpoint_path, load_separator, model_from_checkpoint, separate_at_rate
+from vocalsep.streaming import stream_file
 
 DEFAULT_MODEL = "auto"
 CHAMPION = "models:/vocalsep@champion"
@@ -106,6 +112,17 @@ def choose_model(device: str) -> tuple[nn.Module, int, str]:
     return model, rate, f"pretrained (the shipped base model, trained on real recordings): {why}"
 
 
+def _remove_partial(stems: tuple[Path, ...], folder: Path) -> None:
+    """A failed input leaves no half-written stems (nor the folder made for them)."""
+    for stem in stems:
+        if stem.is_file():
+            stem.unlink()
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
 def output_folder(out: Path, path: Path, taken: set[str]) -> Path:
     """`out/<stem>`, with `-2`, `-3`... when an earlier input of this run had the same stem."""
     name, k = path.stem, 1
@@ -143,20 +160,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"model: {which}", file=sys.stderr)
     failed, taken = 0, set()
     for path in tqdm(args.inputs, desc="files", unit="file"):
+        folder = output_folder(args.out, path, taken)
+        stems = (folder / "vocals.wav", folder / "accompaniment.wav")
         try:
-            vocals, accompaniment, rate = separate_file(model, model_rate, params, path, progress=True)
+            # read, separated and written block by block: memory stays flat whatever the song's length
+            stream_file(model, model_rate, params, path, *stems, subtype=STEM_SUBTYPE)
         except VocalsepError as err:
             print(f"error: {err}", file=sys.stderr)
             failed += 1
+            _remove_partial(stems, folder)
             continue
-        folder = output_folder(args.out, path, taken)
-        try:
-            write_audio(folder / "vocals.wav", vocals, rate, subtype=STEM_SUBTYPE)
-            write_audio(folder / "accompaniment.wav", accompaniment, rate, subtype=STEM_SUBTYPE)
         except (OSError, RuntimeError) as err:  # disk full, a file where a folder should be: this input fails
             reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
             print(f"error: {path}: cannot write the stems to {folder} ({reason})", file=sys.stderr)
             failed += 1
+            _remove_partial(stems, folder)
             continue
         print(f"{path} -> {folder}/{{vocals,accompaniment}}.wav")
     if failed:

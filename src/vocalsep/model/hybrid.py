@@ -53,10 +53,12 @@ class GatedBlock(nn.Module):
     `condition` (batch, 2 * filters, 1), when given, is added before the gate (global conditioning).
     """
 
-    def __init__(self, filters: int, skip_filters: int, kernel_size: int, dilation: int, residual: bool):
+    def __init__(self, filters: int, skip_filters: int, kernel_size: int, dilation: int, residual: bool,
+                 lookahead: int | None = None):
         super().__init__()
         total = dilation * (kernel_size - 1)
-        self.pad = (total // 2, total - total // 2)
+        after = total - total // 2 if lookahead is None else min(lookahead, total)
+        self.pad = (total - after, after)  # (frames before, frames after) the dilated conv reads
         self.norm = ChannelNorm(filters)
         self.dilated = nn.Conv1d(filters, 2 * filters, kernel_size, dilation=dilation)
         self.residual = nn.Conv1d(filters, filters, 1) if residual else None
@@ -79,6 +81,10 @@ class HybridVocNet(nn.Module):
 
     `filters`, `skip_filters`, `layers`, `layers_per_stack` and `kernel_size`
     mean what they mean in VocNet, counted in frames of `hop` samples.
+    `lookahead_frames` -1 centres every dilated conv (non-causal, the offline
+    model); n >= 0 lets all blocks together read at most n frames ahead (the
+    rest of each conv's reach goes to the past), for live use: the model then
+    looks `context[1]` samples ahead, the STFT's and fold's reach included.
     """
 
     def __init__(
@@ -93,6 +99,7 @@ class HybridVocNet(nn.Module):
         wave_filters: int = 64,
         wave_stride: int = 128,
         global_context: bool = False,
+        lookahead_frames: int = -1,
         channels: int = 2,
     ):
         super().__init__()
@@ -109,10 +116,15 @@ class HybridVocNet(nn.Module):
         self.input = nn.Conv1d(channels * self.bins + wave_filters * self.fold, filters, 1)
         self.input_norm = ChannelNorm(filters)
         self.global_context = nn.Linear(filters, 2 * filters * layers) if global_context else None
-        self.blocks = nn.ModuleList(
-            GatedBlock(filters, skip_filters, kernel_size, 2 ** (i % layers_per_stack), i < layers - 1)
-            for i in range(layers)
-        )
+        budget = None if lookahead_frames < 0 else lookahead_frames  # frames ahead all blocks together may read
+        blocks = []
+        for i in range(layers):
+            block = GatedBlock(filters, skip_filters, kernel_size, 2 ** (i % layers_per_stack), i < layers - 1,
+                               lookahead=budget)
+            if budget is not None:
+                budget -= block.pad[1]
+            blocks.append(block)
+        self.blocks = nn.ModuleList(blocks)
         self.spec_mask = nn.Conv1d(skip_filters, channels * self.bins, 1)
         self.wave_mask = nn.Conv1d(skip_filters, wave_filters * self.fold, 1)
         nn.init.constant_(self.wave_mask.bias, -4.0)  # the waveform branch starts nearly silent: it learns corrections
