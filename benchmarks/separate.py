@@ -12,8 +12,15 @@ default model on CPU and reports its RSS high-water mark (VmHWM). The
 song's own arrays (mixture in, vocals out, the per-sample weight sum) grow
 with length by design; peak minus those arrays is what chunking bounds.
 
+Streaming (`--only-stream`, merged into the same JSON): peak RSS of the
+streaming file-to-file path (`vocalsep separate`) for 1, 10 and 60 minute
+files with the shipped base model; `vocalsep stream --realtime` over 60 s
+with the low-latency profile (latency, per-block compute p50/p99, underruns);
+the low-latency model's offline real-time factor.
+
 Usage: python benchmarks/separate.py [--params params.yaml] [--out benchmarks/results/separate.json]
        [--memory-seconds 30 120 600] [--speed-seconds 20] [--seed-seconds 0.5]
+       python benchmarks/separate.py --only-stream [--stream-minutes 1 10 60] [--live-checkpoint PATH]
 """
 
 from __future__ import annotations
@@ -132,6 +139,79 @@ def speed_table(params, default_seconds: float, seed_seconds: float, real=None) 
     return rows
 
 
+STREAM_MINUTES = [1.0, 10.0, 60.0]
+STREAM_PROBE = """
+import sys, torch
+from pathlib import Path
+from vocalsep.config import load_params
+from vocalsep.separate import load_separator
+from vocalsep.streaming import stream_file
+torch.set_num_threads(int(sys.argv[3]))
+params = load_params(sys.argv[2]).separate
+model, rate = load_separator("pretrained", "cpu")
+path = Path(sys.argv[1])
+stream_file(model, rate, params, path, path.with_suffix(".vocals.wav"), path.with_suffix(".accompaniment.wav"))
+for line in open("/proc/self/status"):
+    if line.startswith("VmHWM:"):
+        print(int(line.split()[1]) // 1024)
+"""
+
+
+def write_song(path: Path, minutes: float, rate: int = 44100) -> None:
+    """A stereo 16-bit FLAC of `minutes` of quiet noise, written 10 s at a time (never whole in memory)."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    with sf.SoundFile(path, "w", rate, 2, subtype="PCM_16") as out:
+        for _ in range(int(minutes * 6)):
+            out.write(0.05 * rng.standard_normal((rate * 10, 2), dtype=np.float32))
+
+
+def streaming_memory(params_path: str, minutes: list[float], folder: Path) -> list[dict]:
+    """Peak RSS of the streaming file-to-file path (what `vocalsep separate` runs) with the shipped base
+    model, one fresh process per song length; the song as float32 would be `song_mib`."""
+    rows = []
+    for length in minutes:
+        song = folder / f"song_{length:g}min.flac"
+        write_song(song, length)
+        start = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", STREAM_PROBE, str(song), params_path, str(THREADS)],
+                             capture_output=True, text=True, check=True)
+        wall = time.perf_counter() - start
+        rows.append({"input_minutes": length, "peak_rss_mib": int(out.stdout.split()[-1]),
+                     "song_float32_mib": round(length * 60 * 44100 * 2 * 4 / 2**20, 1),
+                     "wall_seconds": round(wall, 1), "real_time_factor": round(length * 60 / wall, 1)})
+        print(f"streaming memory: {rows[-1]}", file=sys.stderr)
+        for produced in folder.glob(f"song_{length:g}min*"):
+            produced.unlink()
+    return rows
+
+
+def live_stream(live_params: str, seconds: float, folder: Path, checkpoint: str | None) -> dict:
+    """`vocalsep stream --realtime` on `seconds` of 44.1 kHz stereo with the low-latency profile's model
+    (random weights unless `checkpoint`: speed does not depend on them)."""
+    import soundfile as sf
+
+    from vocalsep.model import save_checkpoint
+
+    params = load_params(live_params)
+    if checkpoint is None:
+        model = build(params.model)
+        checkpoint = str(folder / "live.pt")
+        save_checkpoint(checkpoint, model, model_kwargs(params.model.name, asdict(params.model)),
+                        params={"audio": {"sample_rate": params.audio.sample_rate}})
+    wav = folder / "live.wav"
+    sf.write(wav, 0.05 * np.random.default_rng(0).standard_normal((int(seconds * 44100), 2)), 44100,
+             subtype="PCM_16")
+    report = folder / "live.json"
+    subprocess.run([sys.executable, "-m", "vocalsep.cli", "stream", str(wav), "--format", "wav", "--realtime",
+                    "-o", str(folder / "live_vocals.wav"), "--model", checkpoint, "--params", live_params,
+                    "--report", str(report)], check=True, capture_output=True)
+    result = {"profile": live_params, "model": asdict(params.model), **json.loads(report.read_text())}
+    print(f"live stream: {result}", file=sys.stderr)
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
@@ -143,12 +223,33 @@ def main() -> int:
     parser.add_argument("--real-params", default="params-real.yaml",
                         help="profile of the base model to time as well ('' to skip)")
     parser.add_argument("--memory-probe", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--only-stream", action="store_true",
+                        help="run only the streaming rows (memory of 1/10/60 min files, live stream) and merge "
+                             "them into --out")
+    parser.add_argument("--stream-minutes", type=float, nargs="+", default=STREAM_MINUTES)
+    parser.add_argument("--live-params", default="params-live.yaml")
+    parser.add_argument("--live-seconds", type=float, default=60.0)
+    parser.add_argument("--live-checkpoint", help="a trained low-latency checkpoint (default: random weights)")
     args = parser.parse_args()
     if args.memory_probe is not None:
         print(json.dumps(memory_probe(args.params, args.memory_probe)))
         return 0
     torch.set_num_threads(THREADS)
     params = load_params(args.params)
+    if args.only_stream:
+        import tempfile
+
+        result = json.loads(args.out.read_text()) if args.out.exists() else {}
+        with tempfile.TemporaryDirectory(prefix="vocalsep-stream-bench-") as tmp:
+            result["streaming_memory_base_model"] = streaming_memory(args.real_params or args.params,
+                                                                     args.stream_minutes, Path(tmp))
+            result["live_stream"] = live_stream(args.live_params, args.live_seconds, Path(tmp), args.live_checkpoint)
+            live = load_params(args.live_params)
+            result["speed_low_latency"] = real_time_factor(build(live.model), live.separate, 44100, 20.0, "cpu", 2)
+        result["stream_machine"] = {"cpus": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2)}
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}", file=sys.stderr)
+        return 0
     result = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                     "torch_threads": THREADS, "load_average_1min": round(os.getloadavg()[0], 2),

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from vocalsep.errors import VocalsepError
-from vocalsep.model.checkpoint import build_model
+from vocalsep.model.checkpoint import build_model, full_kwargs
 from vocalsep.separate import checkpoint_sample_rate
 
 PRETRAINED = "pretrained"  # the name users pass as --model
@@ -79,7 +79,7 @@ def export_pretrained(ckpt: dict[str, Any], folder: str | Path, **provenance: An
     config = {
         "format": FORMAT,
         "class": ckpt["class"],
-        "kwargs": ckpt["kwargs"],
+        "kwargs": full_kwargs(ckpt["class"], ckpt["kwargs"]),
         "sample_rate": checkpoint_sample_rate(ckpt),
         "parameters": int(sum(v.numel() for v in state.values())),
         "git_sha": ckpt.get("git_sha"),
@@ -95,7 +95,7 @@ def init_from_pretrained(model: nn.Module, name: str, kwargs: dict[str, Any], fo
     """Load the base model's weights into `model` (`train.init: pretrained`); the architectures must match."""
     folder = Path(folder or pretrained_dir())
     config = read_config(folder)
-    if config["class"] != name or config["kwargs"] != kwargs:
+    if config["class"] != name or full_kwargs(name, config["kwargs"]) != full_kwargs(name, kwargs):
         raise VocalsepError(
             f"train.init is pretrained, but the base model is {config['class']}({config['kwargs']}) and "
             f"params.yaml asks for {name}({kwargs}); set the model section to the base model's "

@@ -12,6 +12,7 @@ import torch
 
 from vocalsep.errors import VocalsepError
 from vocalsep.model import HybridVocNet, VocNet
+from vocalsep.model.checkpoint import full_kwargs
 from vocalsep.pretrained import (CONFIG_NAME, WEIGHTS_NAME, export_pretrained, init_from_pretrained, load_pretrained,
                                  read_config)
 from vocalsep.separate import load_separator
@@ -54,7 +55,8 @@ def test_exported_model_loads_back_with_identical_outputs(shipped):
     x = torch.randn(2, 2, 1001)
     assert torch.equal(outputs(model, x), outputs(original, x))
     config = read_config(folder)
-    assert config["kwargs"] == KWARGS and config["class"] == "HybridVocNet"
+    assert config["kwargs"] == full_kwargs("HybridVocNet", KWARGS) and config["class"] == "HybridVocNet"
+    assert config["kwargs"]["lookahead_frames"] == -1  # every constructor argument is written, defaults too
     assert config["git_sha"] == "abc123" and config["step"] == 42 and config["note"] == "test"
     assert config["parameters"] == sum(p.numel() for p in original.parameters())
 

@@ -45,6 +45,20 @@ def model_kwargs(name: str, section: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in section.items() if k in accepted and k != "name"}
 
 
+def full_kwargs(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """`kwargs` with every constructor default of model class `name` filled in: two configs that
+    build the same module compare equal even when one was written before a new argument existed."""
+    import inspect
+
+    from vocalsep.model import MODELS
+
+    if name not in MODELS:
+        raise VocalsepError(f"unknown model class {name!r}; known: {', '.join(MODELS)}")
+    defaults = {k: p.default for k, p in inspect.signature(MODELS[name]).parameters.items()
+                if p.default is not inspect.Parameter.empty and k != "channels"}
+    return {**defaults, **kwargs}
+
+
 def save_checkpoint(path: str | Path, model: nn.Module, kwargs: dict[str, Any], **extra: Any) -> None:
     """Write atomically (temp file + rename): a crash never leaves a half-written checkpoint."""
     path = Path(path)
