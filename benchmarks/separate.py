@@ -212,6 +212,37 @@ def live_stream(live_params: str, seconds: float, folder: Path, checkpoint: str 
     return result
 
 
+class OrtModel(nn.Module):
+    """An ONNX Runtime session in the separation core's place (same context and stride as the torch model)."""
+
+    def __init__(self, model: nn.Module, path: Path, threads: int):
+        super().__init__()
+        import onnxruntime
+
+        from vocalsep.stages.export import export_onnx
+
+        export_onnx(model, path, 1e-4)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.context, self.stride = model.context, int(getattr(model, "stride", 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.session.run(None, {"mixture": x.numpy()})[0])
+
+
+def onnx_against_eager(params, seconds: float, folder: Path) -> dict:
+    """Real-time factor of the default model through eager torch and through ONNX Runtime (CPU, 2 threads)."""
+    model = build(params.model)
+    rate = params.audio.sample_rate
+    eager = real_time_factor(model, params.separate, rate, seconds, "cpu", 2)
+    ort = real_time_factor(OrtModel(model, folder / "default.onnx", THREADS), params.separate, rate, seconds, "cpu", 2)
+    faster = "onnxruntime" if ort["real_time_factor"] > eager["real_time_factor"] else "torch"
+    row = {"model": asdict(params.model), "torch_eager": eager, "onnxruntime": ort, "faster": faster}
+    print(f"onnx vs eager: {row}", file=sys.stderr)
+    return row
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
@@ -246,6 +277,7 @@ def main() -> int:
             result["live_stream"] = live_stream(args.live_params, args.live_seconds, Path(tmp), args.live_checkpoint)
             live = load_params(args.live_params)
             result["speed_low_latency"] = real_time_factor(build(live.model), live.separate, 44100, 20.0, "cpu", 2)
+            result["onnxruntime_vs_torch_default_model"] = onnx_against_eager(params, args.speed_seconds, Path(tmp))
         result["stream_machine"] = {"cpus": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2)}
         args.out.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.out}", file=sys.stderr)

@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", default="models/checkpoints/best.pt", help="relative to --workspace")
     parser.add_argument("--out", type=Path, default=Path("pretrained"), help="folder of the shipped model")
     parser.add_argument("--quality", type=Path, help="benchmarks/results/quality.json to quote in the card")
+    parser.add_argument("--command", default=COMMAND, help="how it was trained, for the card and the config")
     parser.add_argument("--machine", default=f"{platform.machine()}, {torch.get_num_threads()} CPU threads",
                         help="where it trained, for the card")
     return parser
@@ -73,7 +74,7 @@ def quality_table(path: Path | None) -> list[str]:
 
 
 def model_card(config: dict[str, Any], ckpt: dict[str, Any], workspace: Path, quality: Path | None,
-               machine: str) -> str:
+               machine: str, command: str = COMMAND) -> str:
     params = ckpt.get("params") or {}
     train_params, data_params = params.get("train") or {}, params.get("data") or {}
     train = training_record(workspace)
@@ -95,7 +96,7 @@ def model_card(config: dict[str, Any], ckpt: dict[str, Any], workspace: Path, qu
         "`data/corpus/ATTRIBUTION.md`.", "",
         f"Data hash (DVC md5 of the snippet index): `{dvc_data_md5('data/index', workspace / 'dvc.lock')}`.", "",
         "## How it was trained", "",
-        f"- command: `{COMMAND}` (then `vocalsep publish-base`)",
+        f"- command: {command} (then `vocalsep publish-base`)",
         f"- git commit: `{ckpt.get('git_sha')}`",
         f"- model: `{json.dumps(config['kwargs'], sort_keys=True)}`",
         f"- loss: {train_params.get('loss')}, lr {train_params.get('lr')} ({train_params.get('lr_schedule')}), "
@@ -116,10 +117,10 @@ def model_card(config: dict[str, Any], ckpt: dict[str, Any], workspace: Path, qu
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     ckpt = load_checkpoint(args.workspace / args.checkpoint)
-    config_path = export_pretrained(ckpt, args.out, trained_with=COMMAND,
+    config_path = export_pretrained(ckpt, args.out, trained_with=args.command,
                                     val_si_sdr=ckpt.get("val_si_sdr"))
     config = json.loads(config_path.read_text())
-    card = model_card(config, ckpt, args.workspace, args.quality, args.machine)
+    card = model_card(config, ckpt, args.workspace, args.quality, args.machine, args.command)
     (args.out / "MODEL_CARD.md").write_text(card)
     print(f"wrote {args.out / WEIGHTS_NAME}, {config_path} and {args.out / 'MODEL_CARD.md'}")
     return 0
