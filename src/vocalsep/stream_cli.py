@@ -9,13 +9,14 @@ ready when a player would have needed it.
 
 Latency: a vocal sample can be written once the block that holds it and the
 model's lookahead (its right context, rounded to its frame stride) have come
-in, so the latency is `block + lookahead` (plus the resampler's delay when the
+in, so the latency is `block + lookahead`, the lookahead rounded up to whole
+blocks since input arrives a block at a time (plus the resampler's delay when the
 input's rate is not the model's). A player also leaves one block's time for
 the compute, so playback runs `2 blocks + lookahead` behind the input; a block
 not ready by then is an underrun. Both are printed at start;
 `stream.block_seconds` sets the block. The offline base model looks 1.6 s ahead; the low-latency
 profile (`params-live.yaml`, a HybridVocNet with `lookahead_frames: 0`)
-looks 35 ms ahead.
+looks 41 ms ahead (35 ms of right context plus one frame of alignment).
 
 The output equals `vocalsep separate` run with `separate.chunk_seconds` equal
 to the block (the same core, fed block by block: `vocalsep.streaming`).
@@ -37,7 +38,7 @@ import soundfile as sf
 
 from vocalsep.config import ParamsError, StreamParams, load_params
 from vocalsep.errors import VocalsepError
-from vocalsep.separate import load_separator
+from vocalsep.separate import load_separator, resolve_device
 from vocalsep.streaming import StreamingCore, _Resampler
 
 FORMATS = {"f32le": ("<f4", 4), "s16le": ("<i2", 2)}
@@ -143,6 +144,7 @@ def run(args: argparse.Namespace, stream_params: StreamParams, separate_device: 
     import torch
 
     torch.set_num_threads(stream_params.threads)
+    separate_device = str(resolve_device(separate_device))  # auto: CUDA when present, else CPU
     model, model_rate = load_separator(args.model, separate_device)
     stream, rate, channels, fmt = _reader(args)
     stride = int(getattr(model, "stride", 1))
@@ -150,11 +152,13 @@ def run(args: argparse.Namespace, stream_params: StreamParams, separate_device: 
     core = StreamingCore(model, chunk_samples=block, overlap_samples=0, batch_size=1, device=separate_device)
     down, up = _Resampler(rate, model_rate, 2), _Resampler(model_rate, rate, 2)
     lookahead = core.context[1] + stride
-    latency = (block + lookahead) / model_rate
+    waited = -(-lookahead // block) * block  # input comes a block at a time: the lookahead in whole blocks
+    latency = (block + waited) / model_rate
     playback = latency + block / model_rate  # a player also leaves one block's time for the compute
     print(f"vocalsep stream: latency {1000 * latency:.0f} ms = block {1000 * block / model_rate:.0f} ms + "
-          f"lookahead {1000 * lookahead / model_rate:.0f} ms (model {args.model} at {model_rate} Hz); "
-          f"playback latency {1000 * playback:.0f} ms with one block for compute", file=sys.stderr, flush=True)
+          f"lookahead {1000 * lookahead / model_rate:.0f} ms in whole blocks ({1000 * waited / model_rate:.0f} ms) "
+          f"(model {args.model} at {model_rate} Hz); playback latency {1000 * playback:.0f} ms with one block "
+          "for compute", file=sys.stderr, flush=True)
     _warm_up(core, block)  # the first call allocates and picks kernels: not on the live clock
     writer = _Writer(args.out, rate, channels, fmt)
     in_block = max(1, round(block * rate / model_rate))

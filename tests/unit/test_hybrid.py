@@ -149,3 +149,13 @@ def test_macs_per_second_grow_with_filters_and_with_rate():
     assert 0 < macs[0] < macs[1] < macs[2]
     net = HybridVocNet(**SMALL)
     assert net.macs_per_second(88200) == pytest.approx(2 * net.macs_per_second(44100))
+
+
+def test_the_fold_decoder_computes_the_transposed_convolution():
+    """_decode (matmul + overlap-add) gives ConvTranspose1d's numbers: same weights, any length."""
+    torch.manual_seed(0)
+    model = HybridVocNet(filters=8, skip_filters=8, layers=2, layers_per_stack=2, n_fft=256, hop=64,
+                         wave_filters=8, wave_stride=16)
+    for steps in (1, 7, 333):
+        masked = torch.rand(3, 8, steps)
+        torch.testing.assert_close(model._decode(masked), model.wave_decoder(masked), atol=1e-6, rtol=0)
