@@ -4,7 +4,8 @@
 #   docker run --rm -v $PWD:/work vocalsep dvc repro             # the pipeline
 #   docker run --rm -v $PWD:/work vocalsep vocalsep serve-flows  # scheduled Prefect deployments
 #   docker run --rm -p 5001:5001 -v $PWD:/work vocalsep \
-#     mlflow models serve -m models:/vocalsep@champion --env-manager local -h 0.0.0.0 -p 5001
+#     vocalsep serve -m models:/vocalsep@champion -h 0.0.0.0 -p 5001        # with request limits
+#   (or: mlflow models serve -m models:/vocalsep@champion --env-manager local -h 0.0.0.0 -p 5001)
 FROM python:3.11-slim
 
 ARG TORCH_VERSION=2.13.0
