@@ -64,8 +64,10 @@ def summary_lines(params: Params) -> list[str]:
     lines += [
         "",
         f"MLflow UI:  mlflow ui --backend-store-uri {params.tracking.uri}",
-        f"Serve:      MLFLOW_TRACKING_URI={params.tracking.uri} "
-        f"mlflow models serve -m models:/{name}@champion --env-manager local -p 5001",
+        f"Serve:      MLFLOW_TRACKING_URI={params.tracking.uri} vocalsep serve -m models:/{name}@champion -p 5001"
+        "   (request limits; docs/serving.md)",
+        f"            MLFLOW_TRACKING_URI={params.tracking.uri} "
+        f"mlflow models serve -m models:/{name}@champion --env-manager local -p 5001   (no limits)",
         "Separate:   vocalsep separate song.mp3 -o separated/",
     ]
     return lines

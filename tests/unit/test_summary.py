@@ -38,6 +38,7 @@ def test_summary_marks_missing_outputs_and_reads_metrics(tmp_params):
     assert "ideal-ratio-mask oracle (the target to beat): si_sdr 9.25 dB, sdr 9.50 dB" in lines
     assert "registry: vocalsep version 3 is now champion" in lines
     assert "models:/vocalsep@champion" in lines
+    assert "vocalsep serve -m models:/vocalsep@champion" in lines  # the entry point with request limits
 
 
 def test_cli_reports_a_bad_params_file_in_one_line(tmp_path, capsys):
