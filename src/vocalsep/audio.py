@@ -34,8 +34,8 @@ _FFMPEG_STREAM = re.compile(r"Output #0.*?Audio: pcm_f32le, (\d+) Hz, ([^,]+),",
 _LOUDNESS_BLOCK_SECONDS = 0.4  # BS.1770 gating block: shorter audio has no loudness
 
 
-def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
-    """Decode an audio file to float32 `(frames, channels)` and its sample rate."""
+def check_input_file(path: str | Path) -> Path:
+    """`path` as a Path if it is a non-empty file; else an AudioError saying what it is instead."""
     path = Path(path)
     if path.is_dir():
         raise AudioError(f"{path}: is a directory, not an audio file; give the files in it (e.g. {path}/*.mp3)")
@@ -43,6 +43,12 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
         raise AudioError(f"{path}: audio file not found; check the path or re-run the download stage")
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: file is empty (0 bytes); re-download it")
+    return path
+
+
+def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """Decode an audio file to float32 `(frames, channels)` and its sample rate."""
+    path = check_input_file(path)
     try:
         audio, sr = _read_soundfile(path, str(path))
     except _NotForLibsndfile as err:

@@ -38,7 +38,7 @@ import soundfile as sf
 
 from vocalsep.config import ParamsError, StreamParams, load_params
 from vocalsep.errors import VocalsepError
-from vocalsep.separate import load_separator, resolve_device
+from vocalsep.separate import fit_length, load_separator, resolve_device
 from vocalsep.streaming import StreamingCore, _Resampler
 
 FORMATS = {"f32le": ("<f4", 4), "s16le": ("<i2", 2)}
@@ -180,9 +180,7 @@ def run(args: argparse.Namespace, stream_params: StreamParams, separate_device: 
                 writer.write(vocals)
                 written += vocals.shape[0]
         tail = up(core.push(down(np.zeros((0, 2), np.float32), last=True).T).T)
-        tail = np.concatenate([tail, up(core.finish().T, last=True)])[: max(0, read - written)]
-        if written + tail.shape[0] < read:
-            tail = np.concatenate([tail, np.zeros((read - written - tail.shape[0], 2), np.float32)])
+        tail = fit_length(np.concatenate([tail, up(core.finish().T, last=True)]), max(0, read - written))
         writer.write(tail)
         written += tail.shape[0]
     finally:

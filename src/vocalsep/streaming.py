@@ -28,12 +28,12 @@ import soxr
 import torch
 from torch import nn
 
-from vocalsep.audio import _OGG_CUT, _TRUNCATED_LOG, _is_truncated, to_stereo
+from vocalsep.audio import _OGG_CUT, _TRUNCATED_LOG, _is_truncated, check_input_file, to_stereo
 from vocalsep.config import SeparateParams
 from vocalsep.env import ffmpeg_exe
 from vocalsep.errors import AudioError
-from vocalsep.separate import (_same_size, check_deadline, chunk_offsets, context_window, fade_window, overlap_add,
-                               resolve_device)
+from vocalsep.separate import (_same_size, check_deadline, chunk_offsets, context_window, fade_window, fit_length,
+                               overlap_add, resolve_device)
 
 _UNBOUNDED = 2**62  # a length no song reaches: windows computed with it are never clipped at the end
 
@@ -152,17 +152,11 @@ def streaming_core(model: nn.Module, sample_rate: int, params: SeparateParams, c
 # ---------------------------------------------------------------- file to file
 
 BLOCK_FRAMES = 65536
-_SOUNDFILE_FORMATS = {"wav", "flac", "ogg", "oga", "mp3", "aiff", "aif", "au", "caf", "w64"}
 
 
 def audio_blocks(path: Path, frames: int = BLOCK_FRAMES) -> tuple[int, int, Iterator[np.ndarray]]:
     """`(rate, channels, blocks)` of a file read in `(n, channels)` float32 blocks, never whole."""
-    if path.is_dir():
-        raise AudioError(f"{path}: is a directory, not an audio file; give the files in it (e.g. {path}/*.mp3)")
-    if not path.is_file():
-        raise AudioError(f"{path}: audio file not found; check the path")
-    if path.stat().st_size == 0:
-        raise AudioError(f"{path}: file is empty (0 bytes); re-download it")
+    path = check_input_file(path)
     try:
         handle = sf.SoundFile(path)
     except (sf.LibsndfileError, RuntimeError):
@@ -263,9 +257,7 @@ def stream_file(model: nn.Module, model_rate: int, params: SeparateParams, path:
         def write(vocals: np.ndarray, final: bool = False) -> None:
             nonlocal pending, written
             if final:  # the whole-song pass fits the resampled vocals to the input's length
-                vocals = vocals[: max(0, read - written)]
-                if written + vocals.shape[0] < read:
-                    vocals = np.concatenate([vocals, np.zeros((read - written - vocals.shape[0], 2), np.float32)])
+                vocals = fit_length(vocals, max(0, read - written))
             vocals = vocals[: pending.shape[0]]
             if out_channels == 1:
                 vocals = vocals.mean(axis=1, keepdims=True)
