@@ -155,6 +155,15 @@ def _ffmpeg_error(name: str, stderr: str) -> AudioError:
     return AudioError(f"{name}: ffmpeg cannot decode it ({last[0].strip()}); re-download or convert it")
 
 
+def ffmpeg_report(path: str | Path, timeout: float = 60) -> str:
+    """ffmpeg's report on opening `path` (streams, rates, `Duration:`), decoding nothing; '' on a timeout."""
+    try:
+        return subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", f"file:{Path(path).absolute()}"],
+                              capture_output=True, timeout=timeout).stderr.decode(errors="replace")
+    except subprocess.TimeoutExpired:
+        return ""
+
+
 def _run_ffmpeg(path: Path, name: str, extra: list[str]) -> subprocess.CompletedProcess:
     # "file:" keeps ffmpeg from reading a name like "take:2.m4a" as a protocol or an option.
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", f"file:{path.absolute()}", "-map", "0:a:0", "-vn",

@@ -122,19 +122,14 @@ def _header_seconds(data: bytes) -> float | None:
 
 def container_seconds(data: bytes) -> float | None:
     """`Duration:` of ffmpeg's input report (it opens the container and decodes nothing), else None."""
-    import subprocess
     import tempfile
 
-    from vocalsep.env import ffmpeg_exe
+    from vocalsep.audio import ffmpeg_report
 
     with tempfile.NamedTemporaryFile(prefix="vocalsep-probe-") as tmp:
         tmp.write(data)
         tmp.flush()
-        try:
-            report = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", f"file:{tmp.name}"],
-                                    capture_output=True, timeout=30).stderr.decode(errors="replace")
-        except subprocess.TimeoutExpired:
-            return None
+        report = ffmpeg_report(tmp.name, timeout=30)
     found = re.search(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", report)
     return int(found[1]) * 3600 + int(found[2]) * 60 + float(found[3]) if found else None
 

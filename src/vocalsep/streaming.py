@@ -28,7 +28,7 @@ import soxr
 import torch
 from torch import nn
 
-from vocalsep.audio import _OGG_CUT, _TRUNCATED_LOG, _is_truncated, check_input_file, to_stereo
+from vocalsep.audio import _OGG_CUT, _TRUNCATED_LOG, _is_truncated, check_input_file, ffmpeg_report, to_stereo
 from vocalsep.config import SeparateParams
 from vocalsep.env import ffmpeg_exe
 from vocalsep.errors import AudioError
@@ -191,8 +191,7 @@ def _check_finite(block: np.ndarray, path: Path) -> None:
 
 def _ffmpeg_blocks(path: Path, frames: int) -> tuple[int, int, Iterator[np.ndarray]]:
     """m4a, webm, opus...: ffmpeg decodes to a float32 stereo pipe at the stream's own rate."""
-    probe = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", f"file:{path.absolute()}"],
-                           capture_output=True, timeout=60).stderr.decode(errors="replace")
+    probe = ffmpeg_report(path)
     found = re.search(r"Audio: [^,]+, (\d+) Hz", probe)
     if found is None:
         if "Invalid data" in probe or "moov atom not found" in probe:
