@@ -143,17 +143,25 @@ def seed_everything(seed: int) -> None:
         seed_fn(seed)
 
 
-def build_run(name: str, params: Params, root: Path, val_seconds: float, minutes: float, out: Path) -> Run:
-    """Dataset, fixed validation mixtures, model, Adam and the budget-driven schedule (budget starts last)."""
+def build_run(name: str, params: Params, root: Path, val_seconds: float, minutes: float, out: Path,
+              peer: tuple[nn.Module, dict[str, Any]] | None = None) -> Run:
+    """Dataset, fixed validation mixtures, model, Adam and the budget-driven schedule (budget starts last).
+
+    `peer` = (model, kwargs) trains a model the project does not define (benchmarks/peers.py: Demucs)
+    instead of `params.model`, with everything else the same.
+    """
     seed_everything(params.train.seed)
     sr, index = params.audio.sample_rate, root / params.paths.index
     dataset = MixtureDataset(read_index(index, "train"), params.data, sr, examples=params.data.examples_per_epoch,
                              seed=params.data.seed, root=root, where=f"{index}/train.parquet")
     val_data = dataclasses.replace(params.data, segment_seconds=val_seconds)
     val = validation_set(read_index(index, "val"), val_data, sr, root=root, where=f"{index}/val.parquet")
-    kwargs = model_kwargs(params.model.name, params_to_dict(params)["model"])
-    model = build_model(params.model.name, kwargs).to(DEVICE).train()
-    if params.train.init == "pretrained":
+    if peer is not None:
+        model, kwargs = peer[0].to(DEVICE).train(), peer[1]
+    else:
+        kwargs = model_kwargs(params.model.name, params_to_dict(params)["model"])
+        model = build_model(params.model.name, kwargs).to(DEVICE).train()
+    if params.train.init == "pretrained" and peer is None:
         init_from_pretrained(model, params.model.name, kwargs)  # fine-tuning the shipped base model
     optimizer = make_optimizer(model, params.train)
     budget = CpuBudget(minutes * 60.0)

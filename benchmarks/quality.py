@@ -487,6 +487,11 @@ def score_model(name: str, spec: str, tracks: list[Track], params: Params) -> di
     except VocalsepError as err:
         raise QualityError(f"--model {name}={spec}: {err} (SPEC is a checkpoint path, an MLflow model URI or "
                            "'pretrained')") from None
+    return {**score_separator(name, model, model_rate, tracks, params), "spec": spec}
+
+
+def score_separator(name: str, model: torch.nn.Module, model_rate: int, tracks: list[Track], params: Params) -> dict:
+    """Row of a loaded model (`(batch, 2, n)` -> same shape, with `.context`): separated and scored like any."""
     rows, wall, audio_seconds = [], 0.0, 0.0
     for track in tracks:
         start = time.perf_counter()
@@ -497,7 +502,7 @@ def score_model(name: str, spec: str, tracks: list[Track], params: Params) -> di
         rows.append({"track": track.name, **model_row(metrics, estimate)})
         log.info("%s %s: sdr %s, si_sdri %s", name, track.name, rows[-1]["sdr"], rows[-1]["si_sdri"])
     device = str(next(model.parameters(), torch.empty(0)).device)
-    return {**summarize(rows), "per_track": rows, "spec": spec, "model_rate": model_rate, "device": device,
+    return {**summarize(rows), "per_track": rows, "model_rate": model_rate, "device": device,
             "separate": asdict(params.separate), "real_time_factor": round(audio_seconds / wall, 3)}
 
 
