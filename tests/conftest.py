@@ -59,6 +59,13 @@ def tmp_params(real_params, tmp_path):
     return relocate_paths(real_params, tmp_path)
 
 
+@pytest.fixture(scope="session")
+def _onnx_cache(tmp_path_factory) -> Path:
+    """One ONNX Runtime graph cache for the session (vocalsep.runtime), never the user's ~/.cache."""
+    return tmp_path_factory.mktemp("vocalsep-cache")
+
+
 @pytest.fixture(autouse=True)
-def _quiet_env(monkeypatch):
+def _quiet_env(monkeypatch, _onnx_cache):
     monkeypatch.setenv("TQDM_DISABLE", os.environ.get("TQDM_DISABLE", "1"))
+    monkeypatch.setenv("VOCALSEP_CACHE", str(_onnx_cache))

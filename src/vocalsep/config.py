@@ -168,6 +168,7 @@ class SeparateParams:
     overlap_seconds: float = 0.25
     batch_size: int = 4
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    runtime: Literal["auto", "torch", "onnxruntime"] = "auto"
 
 
 @dataclass(frozen=True)

@@ -154,7 +154,10 @@ class VocalSeparator(PythonModel):
         from vocalsep.model import load_model
 
         self.config = ServingConfig.read(context.artifacts[CONFIG_ARTIFACT])
-        self.model = load_model(context.artifacts[CHECKPOINT_ARTIFACT])
+        from vocalsep.runtime import for_separation
+
+        # CPU: ONNX Runtime where it is faster (separate.runtime); the graph is exported once per model
+        self.model = for_separation(load_model(context.artifacts[CHECKPOINT_ARTIFACT]), self.config.separate)
 
     # np.ndarray is the one input hint MLflow neither warns about nor turns into a second signature.
     def predict(self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None) -> Any:

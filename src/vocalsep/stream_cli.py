@@ -36,7 +36,7 @@ from typing import BinaryIO
 import numpy as np
 import soundfile as sf
 
-from vocalsep.config import ParamsError, StreamParams, load_params
+from vocalsep.config import ParamsError, SeparateParams, StreamParams, load_params
 from vocalsep.errors import VocalsepError
 from vocalsep.separate import fit_length, load_separator, resolve_device
 from vocalsep.streaming import StreamingCore, _Resampler
@@ -140,12 +140,15 @@ def _warm_up(core: StreamingCore, block: int) -> None:
             core.model(torch.zeros(1, 2, window, device=core.device))
 
 
-def run(args: argparse.Namespace, stream_params: StreamParams, separate_device: str) -> dict:
+def run(args: argparse.Namespace, stream_params: StreamParams, separate: SeparateParams) -> dict:
     import torch
 
+    from vocalsep.runtime import for_separation
+
     torch.set_num_threads(stream_params.threads)
-    separate_device = str(resolve_device(separate_device))  # auto: CUDA when present, else CPU
+    separate_device = str(resolve_device(separate.device))  # auto: CUDA when present, else CPU
     model, model_rate = load_separator(args.model, separate_device)
+    model = for_separation(model, separate)  # CPU: ONNX Runtime where it is faster (separate.runtime)
     stream, rate, channels, fmt = _reader(args)
     stride = int(getattr(model, "stride", 1))
     block = max(stride, round(stream_params.block_seconds * model_rate / stride) * stride)
@@ -206,8 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         params = load_params(args.params) if args.params.exists() else None
         stream_params = params.stream if params else StreamParams()
-        device = params.separate.device if params else "cpu"
-        report = run(args, stream_params, device)
+        separate = params.separate if params else SeparateParams(device="cpu")
+        report = run(args, stream_params, separate)
     except (ParamsError, VocalsepError) as err:
         print(f"vocalsep stream: {err}", file=sys.stderr)
         return 2

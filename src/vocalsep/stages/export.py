@@ -32,6 +32,7 @@ from vocalsep import tracking
 from vocalsep.config import Params
 from vocalsep.errors import StageError
 from vocalsep.model import load_checkpoint, load_model, save_checkpoint
+from vocalsep.model.onnx import export_onnx_graph
 from vocalsep.serving import (AUDIO_PARAM, CHANNELS, CHECKPOINT_ARTIFACT, CONFIG_ARTIFACT, ServingConfig,
                               beats_champion, checkpoint_from_uri)
 from vocalsep.separate import checkpoint_sample_rate
@@ -87,11 +88,8 @@ def export_onnx(model: nn.Module, path: Path, tolerance: float) -> float:
     import onnxruntime
 
     lengths = check_lengths(model)
-    dims = {0: torch.export.Dim("batch", min=1), 2: torch.export.Dim("samples", min=2)}
     try:
-        torch.onnx.export(model, (torch.zeros(1, CHANNELS, lengths[0]),), str(path), dynamo=True,
-                          input_names=["mixture"], output_names=["vocals"],
-                          dynamic_shapes={"mixture": dims}, verbose=False)
+        export_onnx_graph(model, path, lengths[0])
     except Exception as err:  # the exporter raises many types; the stage reports one line
         raise StageError(f"{path}: ONNX export failed ({type(err).__name__}: {err}); "
                          "set export.onnx: false to skip ONNX") from None
