@@ -20,6 +20,14 @@ looks 41 ms ahead (35 ms of right context plus one frame of alignment).
 
 The output equals `vocalsep separate` run with `separate.chunk_seconds` equal
 to the block (the same core, fed block by block: `vocalsep.streaming`).
+
+Audio devices: `--input-device NAME|INDEX` records from a sound card instead
+of INPUT and `--output-device` plays the vocals (`-o` still writes them when
+given); `--list-devices` prints what PortAudio finds. They need the
+sounddevice library and the PortAudio library (`pip install 'vocalsep[live]'`,
+`apt-get install libportaudio2`). Recording runs until `--seconds` have come
+in, or until Ctrl-C. Device underruns (input overflows, output underflows
+that PortAudio reports) are counted in the report.
 """
 
 from __future__ import annotations
@@ -47,7 +55,8 @@ FORMATS = {"f32le": ("<f4", 4), "s16le": ("<i2", 2)}
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="vocalsep stream", description="Separate a live signal block by block.")
     parser.add_argument("input", nargs="?", default="-", help="raw PCM or WAV file, or - for stdin (default)")
-    parser.add_argument("-o", "--out", default="-", help="- for raw PCM on stdout (default), or a .wav/.flac file")
+    parser.add_argument("-o", "--out", help="- for raw PCM on stdout (the default without --output-device), "
+                                              "or a .wav/.flac file")
     parser.add_argument("--model", default="pretrained",
                         help="pretrained (default), a checkpoint path, or a models:/ or runs:/ URI")
     parser.add_argument("--format", choices=["f32le", "s16le", "wav"], default="f32le",
@@ -58,9 +67,76 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"),
                         help="params file for the stream section (default: params.yaml; defaults if absent)")
     parser.add_argument("--report", type=Path, help="write latency, block timings and underruns as JSON here")
-    parser.add_argument("--input-device", help="read from this sounddevice input device instead of INPUT")
-    parser.add_argument("--output-device", help="play the vocals on this sounddevice output device")
-    return parser.parse_args(argv)
+    parser.add_argument("--input-device", help="record from this audio device (name or index) instead of INPUT")
+    parser.add_argument("--output-device", help="play the vocals on this audio device (name or index)")
+    parser.add_argument("--seconds", type=float, help="stop after this much input (default: the input's end; "
+                                                        "Ctrl-C for a device)")
+    parser.add_argument("--list-devices", action="store_true", help="print the audio devices PortAudio finds")
+    args = parser.parse_args(argv)
+    if args.seconds is not None and args.seconds <= 0:
+        parser.error(f"--seconds must be > 0, got {args.seconds}")
+    return args
+
+
+def _sounddevice():
+    """The sounddevice module, or a VocalsepError saying what to install."""
+    try:
+        import sounddevice
+    except (ImportError, OSError) as err:  # the package is missing (ImportError) or PortAudio is (OSError)
+        raise VocalsepError(f"audio devices need the sounddevice library and PortAudio ({err}); "
+                            "pip install 'vocalsep[live]' and apt-get install libportaudio2, or use pipes and files"
+                            ) from None
+    return sounddevice
+
+
+def _device(sd, name: str, kind: str) -> int | str:
+    """`name` (or an index) as an existing `kind` device; an error lists the devices there are."""
+    device: int | str = int(name) if name.isdigit() else name
+    try:
+        sd.query_devices(device, kind=kind)
+    except (ValueError, sd.PortAudioError) as err:
+        found = [f"{i}: {d['name']}" for i, d in enumerate(sd.query_devices())
+                 if d[f"max_{kind}_channels"] > 0]
+        raise VocalsepError(f"--{kind}-device {name}: {err}; {kind} devices here: {', '.join(found) or 'none'} "
+                            "(vocalsep stream --list-devices)") from None
+    return device
+
+
+class _DeviceInput:
+    """Blocks recorded from an audio device, as `_blocks` yields them from a byte stream."""
+
+    def __init__(self, sd, device: int | str, rate: int, channels: int, frames: int, seconds: float | None):
+        self.stream = sd.InputStream(device=device, samplerate=rate, channels=channels, dtype="float32",
+                                     blocksize=frames)
+        self.frames, self.channels, self.limit = frames, channels, None if seconds is None else round(seconds * rate)
+        self.overflows = 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        read = 0
+        with self.stream:
+            while self.limit is None or read < self.limit:
+                frames = self.frames if self.limit is None else min(self.frames, self.limit - read)
+                data, overflowed = self.stream.read(frames)
+                self.overflows += bool(overflowed)
+                read += data.shape[0]
+                yield np.repeat(data, 2, axis=1) if self.channels == 1 else np.ascontiguousarray(data)
+
+
+class _DeviceOutput:
+    """Vocals played on an audio device; PortAudio's output underflows are counted."""
+
+    def __init__(self, sd, device: int | str, rate: int):
+        self.stream = sd.OutputStream(device=device, samplerate=rate, channels=2, dtype="float32")
+        self.stream.start()
+        self.underflows = 0
+
+    def write(self, vocals: np.ndarray) -> None:
+        if vocals.shape[0]:
+            self.underflows += bool(self.stream.write(np.ascontiguousarray(vocals, dtype=np.float32)))
+
+    def close(self) -> None:
+        self.stream.stop()  # plays out what is queued
+        self.stream.close()
 
 
 def _reader(args: argparse.Namespace) -> tuple[BinaryIO, int, int, str]:
@@ -101,6 +177,19 @@ def _blocks(stream: BinaryIO, frames: int, channels: int, fmt: str) -> Iterator[
         yield _decode(pending[:usable], channels, dtype)
 
 
+def _limited(blocks: Iterator[np.ndarray], limit: int | None) -> Iterator[np.ndarray]:
+    """The first `limit` frames of `blocks` (all of them when None)."""
+    left = limit
+    for block in blocks:
+        if left is not None:
+            block = block[:left]
+            left -= block.shape[0]
+        if block.shape[0]:
+            yield block
+        if left == 0:
+            return
+
+
 def _decode(data: bytes, channels: int, dtype: str) -> np.ndarray:
     samples = np.frombuffer(data, dtype=dtype).reshape(-1, channels)
     audio = samples.astype(np.float32) / 32768.0 if dtype == "<i2" else samples.astype(np.float32)
@@ -108,15 +197,21 @@ def _decode(data: bytes, channels: int, dtype: str) -> np.ndarray:
 
 
 class _Writer:
-    def __init__(self, out: str, rate: int, channels: int, fmt: str):
-        self.channels, self.fmt = channels, fmt
-        if out == "-":
+    def __init__(self, out: str | None, rate: int, channels: int, fmt: str, device: _DeviceOutput | None = None):
+        self.channels, self.fmt, self.device = channels, fmt, device
+        if out is None:
+            self.raw = self.file = None
+        elif out == "-":
             self.raw, self.file = sys.stdout.buffer, None
         else:
             self.raw, self.file = None, sf.SoundFile(out, "w", rate, channels)
 
     def write(self, vocals: np.ndarray) -> None:
+        if self.device is not None:
+            self.device.write(vocals)
         audio = vocals.mean(axis=1, keepdims=True) if self.channels == 1 else vocals
+        if self.raw is None and self.file is None:
+            return
         if self.file is not None:
             self.file.write(audio)
             return
@@ -127,6 +222,8 @@ class _Writer:
         self.raw.flush()
 
     def close(self) -> None:
+        if self.device is not None:
+            self.device.close()
         if self.file is not None:
             self.file.close()
 
@@ -149,7 +246,14 @@ def run(args: argparse.Namespace, stream_params: StreamParams, separate: Separat
     separate_device = str(resolve_device(separate.device))  # auto: CUDA when present, else CPU
     model, model_rate = load_separator(args.model, separate_device)
     model = for_separation(model, separate)  # CPU: ONNX Runtime where it is faster (separate.runtime)
-    stream, rate, channels, fmt = _reader(args)
+    sd = _sounddevice() if args.input_device or args.output_device else None
+    if args.input_device:
+        device_in, (rate, channels, fmt) = _device(sd, args.input_device, "input"), (args.rate, args.channels, "f32le")
+    else:
+        stream, rate, channels, fmt = _reader(args)
+    device_out = _DeviceOutput(sd, _device(sd, args.output_device, "output"), rate) if args.output_device else None
+    out = args.out if args.out is not None else (None if device_out else "-")
+    live = args.realtime or bool(args.input_device)  # a device delivers in real time by itself
     stride = int(getattr(model, "stride", 1))
     block = max(stride, round(stream_params.block_seconds * model_rate / stride) * stride)
     core = StreamingCore(model, chunk_samples=block, overlap_samples=0, batch_size=1, device=separate_device)
@@ -163,14 +267,17 @@ def run(args: argparse.Namespace, stream_params: StreamParams, separate: Separat
           f"(model {args.model} at {model_rate} Hz); playback latency {1000 * playback:.0f} ms with one block "
           "for compute", file=sys.stderr, flush=True)
     _warm_up(core, block)  # the first call allocates and picks kernels: not on the live clock
-    writer = _Writer(args.out, rate, channels, fmt)
+    writer = _Writer(out, rate, channels, fmt, device_out)
     in_block = max(1, round(block * rate / model_rate))
+    limit = None if args.seconds is None else round(args.seconds * rate)
+    source = (_DeviceInput(sd, device_in, rate, channels, in_block, args.seconds) if args.input_device
+              else _limited(_blocks(stream, in_block, channels, fmt), limit))
     timings, underruns, read, written = [], 0, 0, 0
     start = time.perf_counter()
     try:
-        for samples in _blocks(stream, in_block, channels, fmt):
+        for samples in source:
             read += samples.shape[0]
-            if args.realtime:  # a live source delivers this block only once it has been played
+            if args.realtime and not args.input_device:  # a live source delivers a block once it has been played
                 delay = start + read / rate - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
@@ -178,7 +285,7 @@ def run(args: argparse.Namespace, stream_params: StreamParams, separate: Separat
             vocals = up(core.push(down(samples).T).T)
             timings.append(time.perf_counter() - began)
             if vocals.shape[0]:
-                if args.realtime and time.perf_counter() > start + written / rate + playback:
+                if live and time.perf_counter() > start + written / rate + playback:
                     underruns += 1  # a player that started `playback` after the input would have run dry
                 writer.write(vocals)
                 written += vocals.shape[0]
@@ -195,18 +302,20 @@ def run(args: argparse.Namespace, stream_params: StreamParams, separate: Separat
             "block_compute_ms": {"p50": round(1000 * float(np.percentile(per_block, 50)), 2),
                                  "p99": round(1000 * float(np.percentile(per_block, 99)), 2),
                                  "max": round(1000 * float(per_block.max()), 2)},
-            "realtime": args.realtime, "underruns": underruns if args.realtime else None,
+            "realtime": live, "underruns": underruns if live else None,
+            "input_device": args.input_device, "output_device": args.output_device,
+            "input_overflows": source.overflows if args.input_device else None,
+            "output_underflows": device_out.underflows if device_out else None,
             "input_seconds": round(read / rate, 3), "wall_seconds": round(time.perf_counter() - start, 3),
             "frames_written": written}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.input_device or args.output_device:
-        print("vocalsep stream: --input-device/--output-device need the sounddevice library and an audio device "
-              "(pip install sounddevice); this build reads pipes and files", file=sys.stderr)
-        return 2
     try:
+        if args.list_devices:
+            print(_sounddevice().query_devices())
+            return 0
         params = load_params(args.params) if args.params.exists() else None
         stream_params = params.stream if params else StreamParams()
         separate = params.separate if params else SeparateParams(device="cpu")
