@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -177,3 +178,17 @@ def test_vocalsep_stream_keeps_up_at_real_time_pace_with_no_underruns(tmp_path):
     stats = json.loads(report.read_text())
     assert stats["underruns"] == 0 and stats["wall_seconds"] >= 2.9  # paced, and never late
     assert sf.info(tmp_path / "vocals.wav").frames == RATE * 3
+
+
+def test_devices_without_portaudio_say_what_to_install(tmp_path):
+    """sounddevice raises OSError when the PortAudio library is missing: the command names both installs."""
+    fake = tmp_path / "site"
+    fake.mkdir()
+    (fake / "sounddevice.py").write_text("raise OSError('PortAudio library not found')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), os.environ.get("PYTHONPATH", "")])}
+    for args in (["--list-devices"], ["--input-device", "0", "--seconds", "1"]):
+        done = subprocess.run([sys.executable, "-m", "vocalsep.cli", "stream", *args], capture_output=True, text=True,
+                              env=env, timeout=120, cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert "PortAudio library not found" in done.stderr
+        assert "pip install 'vocalsep[live]'" in done.stderr and "libportaudio2" in done.stderr
