@@ -129,3 +129,19 @@ def test_every_stage_describes_itself_in_help(stage, capsys):
     usage, after_usage = capsys.readouterr().out.split("\n\n", 1)
     assert f"python -m vocalsep.stages.{stage}" in usage
     assert not after_usage.startswith("options:")  # the stage's description comes before the options
+
+
+@pytest.mark.parametrize("profile", ["params.yaml", "params-real.yaml", "params-live.yaml", "params-gpu.yaml"])
+def test_dvc_set_param_rewrites_only_the_lines_it_sets(repo_root, tmp_path, profile):
+    """`dvc exp run -S key=value` edits params.yaml through DVC's Hydra override code: every other line
+    (lists, comments, blank lines between sections) must come back as it was."""
+    from dvc.utils.hydra import apply_overrides
+
+    path = tmp_path / "params.yaml"
+    original = (repo_root / profile).read_text()
+    path.write_text(original)
+    apply_overrides(str(path), ["download.sources=sources/my-songs.yaml", "train.epochs=3"])
+    changed = [(a, b) for a, b in zip(original.splitlines(), path.read_text().splitlines()) if a != b]
+    assert len(original.splitlines()) == len(path.read_text().splitlines())
+    assert [a.split(":")[0].strip() for a, _ in changed] == ["sources", "epochs"], changed
+    assert "sources/my-songs.yaml" in changed[0][1] and "epochs: 3" in changed[1][1]
