@@ -19,13 +19,17 @@ export PATH := $(BIN):$(PATH)
 
 install: $(STAMP)
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock pyproject.toml scripts/vocalsep-venv-path.pth
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@# torch from pip (it finds the CPU build on this machine's disk); the rest through uv, pinned.
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "torch==2.13.0"
 	@$(BIN)/python -c "import uv" 2>/dev/null || $(BIN)/pip install -q "uv==0.13.8"
 	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	@# Tools called by path (.venv/bin/dvc repro, .venv/bin/mlflow models serve) run `python`, `vocalsep`...
+	@# in subprocesses: this .pth puts the venv's bin first on PATH in every process of the venv.
+	@$(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" | \
+	  xargs -I{} cp scripts/vocalsep-venv-path.pth {}/
 	@# Byte-compile once: with PYTHONDONTWRITEBYTECODE set, every process would recompile MLflow (~10 s).
 	@$(BIN)/python -m compileall -q -j 0 $(VENV)/lib >/dev/null 2>&1 || true
 	@touch $(STAMP)

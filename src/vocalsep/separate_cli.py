@@ -52,7 +52,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
                         help="audio files (wav, flac, mp3, ogg, m4a, ...)")
     parser.add_argument("-o", "--out", required=True, type=Path, metavar="OUTDIR",
-                        help="folder for <stem>/{vocals,accompaniment}.wav")
+                        help="folder for <name>/{vocals,accompaniment}.wav")
+    parser.add_argument("--name", metavar="PATTERN",
+                        help="output folder of each input under OUTDIR, from {stem} (file name without extension), "
+                             "{parent} (its folder's name), {index} (1-based position); default: {stem}, and "
+                             "for inputs that share a stem, their parent folders too (a/mix.wav -> a/mix)")
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help="auto (default: the registry's champion if it was trained on real recordings, else "
                              "the shipped base model), pretrained (the shipped base model), a checkpoint path, "
@@ -127,14 +131,41 @@ def _remove_partial(stems: tuple[Path, ...], folder: Path) -> None:
         pass
 
 
-def output_folder(out: Path, path: Path, taken: set[str]) -> Path:
-    """`out/<stem>`, with `-2`, `-3`... when an earlier input of this run had the same stem."""
-    name, k = path.stem, 1
-    while name in taken:
-        k += 1
-        name = f"{path.stem}-{k}"
-    taken.add(name)
-    return out / name
+def _distinct_name(path: Path, others: list[Path]) -> str:
+    """`stem`, led by as many parent folders as it takes to tell `path` from `others` with the same stem."""
+    parents = path.resolve().parent.parts[::-1]
+    for depth in range(len(parents) + 1):
+        name = "/".join([*parents[:depth][::-1], path.stem])
+        if all("/".join([*o.resolve().parent.parts[::-1][:depth][::-1], o.stem]) != name for o in others):
+            return name
+    return path.stem
+
+
+def output_names(paths: Sequence[Path], pattern: str | None = None) -> list[str]:
+    """One output folder name per input, unique in the run, that a person can map back to the input.
+
+    With `pattern` ({stem}, {parent}, {index}) each name is the pattern's; without one it is the
+    file's stem, and inputs that share a stem keep their parent folders (`a/mix.wav`, `b/mix.wav` ->
+    `a/mix`, `b/mix`). A name still taken (the same file twice, a pattern without {stem}) gets `-2`, `-3`...
+    """
+    names, taken = [], set()
+    for index, path in enumerate(paths, start=1):
+        if pattern is not None:
+            try:
+                name = pattern.format(stem=path.stem, parent=path.resolve().parent.name, index=index)
+            except (KeyError, IndexError, ValueError) as err:
+                raise VocalsepError(f"--name {pattern!r}: {err!r} is not a field; use {{stem}}, {{parent}} and "
+                                    "{index}") from None
+        else:
+            twins = [p for p in paths if p.stem == path.stem and p.resolve() != path.resolve()]
+            name = _distinct_name(path, twins) if twins else path.stem
+        base, k = name, 1
+        while name in taken:
+            k += 1
+            name = f"{base}-{k}"
+        taken.add(name)
+        names.append(name)
+    return names
 
 
 def check_output_folder(out: Path) -> None:
@@ -153,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         check_output_folder(args.out)
+        names = output_names(args.inputs, args.name)
         params = separate_params(args.params, args.device, args.runtime)
         if args.model == DEFAULT_MODEL:
             model, model_rate, which = choose_model(params.device)
@@ -163,9 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"model: {which}{' (ONNX Runtime)' if isinstance(model, OrtSeparator) else ''}", file=sys.stderr)
-    failed, taken = 0, set()
-    for path in tqdm(args.inputs, desc="files", unit="file"):
-        folder = output_folder(args.out, path, taken)
+    failed = 0
+    for path, name in tqdm(list(zip(args.inputs, names)), desc="files", unit="file"):
+        folder = args.out / name
         stems = (folder / "vocals.wav", folder / "accompaniment.wav")
         try:
             # read, separated and written block by block: memory stays flat whatever the song's length

@@ -115,3 +115,27 @@ def test_too_few_valid_files_fails_naming_role_and_counts(tmp_params, tmp_path):
     assert "acapella has 4 valid file(s), 5 needed" in errors[0]
     assert (Path(tmp_params.paths.reports) / "validation" / "data_docs" / "index.html").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "params.yaml", "reports"]  # no gx/ folder
+
+
+def test_the_summary_names_title_and_url_and_puts_the_first_cause_first(tmp_params):
+    """A file that could not be decoded breaks status and, as a consequence, every measured column:
+    the summary names the song by title and URL and gives the decode failure before its consequences."""
+    rows = [good_row(f"voc{i}", "acapella") for i in range(3)] + [good_row(f"ins{i}", "instrumental") for i in range(3)]
+    undecodable = {**good_row("bad1", "acapella"), "status": "failed", "reason": "file too short to decode",
+                   "duration": np.nan, "peak": np.nan, "loudness": np.nan, "silence_ratio": np.nan,
+                   "clipping_ratio": np.nan}
+    write_manifest(tmp_params, rows + [undecodable])
+    raw = Path(tmp_params.paths.raw)
+    raw.mkdir(parents=True)
+    (raw / "downloads.jsonl").write_text(json.dumps(
+        {"id": "bad1", "url": "https://example.com/take-3.mp3", "title": "Artist - Take 3 (Acapella)",
+         "role": "acapella", "status": "ok"}) + "\n")
+    validate(tmp_params)
+    summary = (Path(tmp_params.paths.reports) / "validation" / "summary.txt").read_text()
+    block = summary.split("quarantined files")[1]
+    assert "Artist - Take 3 (Acapella): https://example.com/take-3.mp3" in block
+    lines = [line.strip() for line in block.splitlines() if line.strip()]
+    cause = next(line for line in lines if line.startswith("cause:"))
+    assert "status=failed (reason: file too short to decode)" in cause
+    follow = next(line for line in lines if line.startswith("follow-on:"))
+    assert lines.index(cause) < lines.index(follow) and "loudness=nan" in follow

@@ -10,6 +10,7 @@ import soundfile as sf
 import torch
 
 from vocalsep.config import SeparateParams, params_to_dict
+from vocalsep.errors import VocalsepError
 from vocalsep.model import VocNet, model_kwargs, save_checkpoint
 from vocalsep.separate import (
     chunk_offsets,
@@ -21,7 +22,7 @@ from vocalsep.separate import (
     separate_with_params,
 )
 from vocalsep.separate_cli import main as separate_main
-from vocalsep.separate_cli import output_folder
+from vocalsep.separate_cli import output_names
 
 KWARGS = {"filters": 8, "skip_filters": 8, "layers": 6, "layers_per_stack": 6}
 MODEL_RATE = 16000
@@ -168,10 +169,21 @@ def test_cli_writes_stems_at_the_input_rate_and_reports_bad_files(tmp_path, chec
         assert np.abs(vocals).max() > 0
 
 
-def test_output_folders_of_inputs_with_the_same_stem_differ(tmp_path):
-    taken: set[str] = set()
-    folders = [output_folder(tmp_path, Path(p), taken) for p in ("a/song.wav", "b/song.mp3", "song.flac", "other.wav")]
-    assert [f.name for f in folders] == ["song", "song-2", "song-3", "other"]
+def test_inputs_that_share_a_stem_keep_their_parent_folders(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    names = output_names([Path(p) for p in ("a/mixture.flac", "b/mixture.flac", "x/a/m.wav", "y/a/m.wav",
+                                            "other.wav", "other.wav")])
+    assert names == ["a/mixture", "b/mixture", "x/a/m", "y/a/m", "other", "other-2"]
+
+
+def test_a_name_pattern_sets_the_folders_and_a_bad_field_is_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    paths = [Path("album1/intro.mp3"), Path("album2/intro.mp3")]
+    assert output_names(paths, "{index:02d}-{parent}-{stem}") == ["01-album1-intro", "02-album2-intro"]
+    assert output_names(paths, "{parent}") == ["album1", "album2"]
+    assert output_names(paths, "take") == ["take", "take-2"]
+    with pytest.raises(VocalsepError, match=r"--name '\{song\}'.*\{stem\}"):
+        output_names(paths, "{song}")
 
 
 def test_cli_exits_1_when_the_only_file_is_missing(tmp_path, checkpoint, capsys):

@@ -214,7 +214,7 @@ def download_source(source: Source, manifest_dir: Path, raw: Path, params: Downl
     out_dir = raw / source.role
     out_dir.mkdir(parents=True, exist_ok=True)
     archive = raw / "archive.txt"
-    done = _existing(out_dir, source.id)
+    done = _existing(out_dir, source.id) or _unshelve(raw, source)
     archived = f"{ARCHIVE_PREFIX} {source.id}" in _archived(archive)
     if archived and done is not None:
         return record | {"status": "ok"} | _describe(done)
@@ -225,6 +225,39 @@ def download_source(source: Source, manifest_dir: Path, raw: Path, params: Downl
     except DownloadFailed as failure:
         return record | {"reason": failure.reason, "attempts": failure.attempts}
     return record | {"status": "ok", "attempts": attempts} | _describe(path)
+
+
+def shelf(raw: Path) -> Path:
+    """Where downloads of URLs the manifest no longer lists wait (beside `raw`, not in it)."""
+    return raw.parent / f".{raw.name}-shelf"
+
+
+def _unshelve(raw: Path, source: Source) -> Path | None:
+    """A shelved download of `source` moved back into `raw/<role>/`, or None."""
+    kept = _existing(shelf(raw) / source.role, source.id)
+    if kept is None:
+        return None
+    target = raw / source.role / kept.name
+    kept.replace(target)
+    log.info("restored %s from %s", target, shelf(raw))
+    return target
+
+
+def shelve_unlisted(raw: Path, sources: Sequence[Source]) -> list[Path]:
+    """Move files of `raw/<role>/` that no manifest entry owns to the shelf: the stage's output holds
+    exactly the manifest's audio, and switching back to an earlier manifest downloads nothing again."""
+    wanted = {(s.role, s.id) for s in sources}
+    moved = []
+    for folder in sorted(p for p in raw.iterdir() if p.is_dir()):
+        for path in sorted(folder.iterdir()):
+            if path.is_file() and (folder.name, path.name.split(".")[0]) not in wanted:
+                target = shelf(raw) / folder.name / path.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                path.replace(target)
+                moved.append(target)
+    if moved:
+        log.info("moved %d download(s) the manifest no longer lists to %s", len(moved), shelf(raw))
+    return moved
 
 
 def _check_roles(records: list[dict], manifest: Path, report: Path) -> None:
@@ -264,6 +297,7 @@ def download(params: Params) -> list[dict]:
     sources = load_sources(manifest)
     raw = Path(params.paths.raw)
     raw.mkdir(parents=True, exist_ok=True)
+    shelve_unlisted(raw, sources)
     roots = file_roots(params.paths, params.download)
     records = []
     for source in sources:

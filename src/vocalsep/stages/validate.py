@@ -30,7 +30,7 @@ import pandas as pd
 from vocalsep.config import Params
 from vocalsep.errors import StageError
 from vocalsep.sources import ROLES
-from vocalsep.stages import MANIFEST_NAME
+from vocalsep.stages import DOWNLOADS_NAME, MANIFEST_NAME
 from vocalsep.stages._cli import run_stage
 from vocalsep.stages.normalize import MANIFEST_COLUMNS
 
@@ -150,8 +150,45 @@ def _top_reasons(quarantine: pd.DataFrame, n: int = 5) -> str:
     return ", ".join(f"{name} x{count}" for name, count in names.most_common(n)) or "none"
 
 
-def summarize(valid: pd.DataFrame, quarantine: pd.DataFrame, params: Params) -> str:
-    """Plain-text report: counts per role, then each quarantined file with its reasons."""
+# A file that failed to decode has no loudness, peak...: the columns read in this order, the first
+# broken one is the cause and the rest follow from it. Not-null failures always follow.
+CAUSE_ORDER = ("status", "duration", "silence_ratio", "loudness", "peak", "clipping_ratio", "sample_rate",
+               "channels", "role", "id")
+NOT_NULL = "expect_column_values_to_not_be_null"
+
+
+def _cause_rank(name: str) -> tuple[int, int]:
+    column = name[name.index("(") + 1:-1]
+    return (name.startswith(NOT_NULL), CAUSE_ORDER.index(column) if column in CAUSE_ORDER else len(CAUSE_ORDER))
+
+
+def read_downloads(raw: Path) -> dict[str, dict]:
+    """downloads.jsonl of the download stage by source id ({} when absent): titles and URLs for the report."""
+    path = raw / DOWNLOADS_NAME
+    if not path.is_file():
+        return {}
+    records = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    return {r["id"]: r for r in records if isinstance(r, dict) and "id" in r}
+
+
+def _quarantined(row: Any, downloads: dict[str, dict]) -> list[str]:
+    """A quarantined file: title and URL first, then the first cause, then what follows from it."""
+    source = downloads.get(row.id, {})
+    title, url = source.get("title") or "(no title)", source.get("url") or "(URL unknown)"
+    names = sorted(row.expectations.split(";"), key=_cause_rank)
+    first, rest = names[0], names[1:]
+    lines = [f"  {title}: {url}",
+             f"      cause: {_offending_value(row, first)}   [{first}]",
+             f"      file: {_text(row.path) or _text(row.source_path)} (id {row.id}, {row.role})"]
+    follow = [f"{_offending_value(row, name)} [{name}]" for name in rest]
+    if follow:
+        lines.append(f"      follow-on: {'; '.join(follow)}")
+    return lines
+
+
+def summarize(valid: pd.DataFrame, quarantine: pd.DataFrame, params: Params,
+              downloads: dict[str, dict] | None = None) -> str:
+    """Plain-text report: counts per role, then each quarantined file by title and URL with its first cause."""
     good, bad = _role_counts(valid), _role_counts(quarantine)
     need = params.validate.min_files_per_role
     lines = [f"valid: {len(valid)}  quarantined: {len(quarantine)}  (min_files_per_role: {need})", "",
@@ -159,8 +196,7 @@ def summarize(valid: pd.DataFrame, quarantine: pd.DataFrame, params: Params) -> 
     lines += [f"{role:<14}{good[role]:>7}{bad[role]:>13}" for role in ROLES]
     lines += ["", "quarantined files (kept on disk, excluded from index):"]
     for row in quarantine.itertuples(index=False):
-        lines.append(f"  {row.id} ({row.role}, {_text(row.path) or _text(row.source_path)})")
-        lines += [f"      {name}: {_offending_value(row, name)}" for name in row.expectations.split(";")]
+        lines += _quarantined(row, downloads or {})
     if quarantine.empty:
         lines.append("  none")
     return "\n".join(lines) + "\n"
@@ -212,7 +248,7 @@ def validate(params: Params) -> ValidationOutcome:
     quarantine.to_parquet(out / "quarantine.parquet", index=False)
     (reports / "result.json").write_text(json.dumps(result, indent=2, default=str))
     summary_path = reports / "summary.txt"
-    summary_path.write_text(summarize(valid, quarantine, params))
+    summary_path.write_text(summarize(valid, quarantine, params, read_downloads(Path(params.paths.raw))))
     log.info("%d valid, %d quarantined; report in %s", len(valid), len(quarantine), summary_path)
     check_enough(valid, quarantine, params, summary_path)
     return ValidationOutcome(valid=valid, quarantine=quarantine, result=result)
