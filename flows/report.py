@@ -35,7 +35,7 @@ def _eval_section(evaluation: dict[str, Any]) -> list[str]:
 
 def _registry_section(registry: dict[str, Any]) -> list[str]:
     if not registry:
-        return ["No registry decision yet (metrics/registry.json is absent)."]
+        return ["No registry decision yet (models/export/registry.json is absent)."]
     headline = []
     if {"version", "decision", "champion_version"} <= registry.keys():
         headline = [f"Version {registry['version']} became **{registry['decision']}**; the champion is "
@@ -65,9 +65,10 @@ def _heading(title: str, outcome: str | None) -> str:
 
 def pipeline_report(root: Path, outcomes: dict[str, str], error: str | None = None) -> str:
     """Markdown for the run of the stages `outcomes` (stage -> ran/skipped/failed/not run) in `root`."""
-    metrics = root / load_params(root / "params.yaml").paths.metrics
+    paths = load_params(root / "params.yaml").paths
+    metrics = root / paths.metrics
     evaluation = _read_json(metrics / "eval.json")
-    registry = _read_json(metrics / "registry.json")
+    registry = _read_json(root / paths.export / "registry.json")  # the decision record
     train = _read_json(metrics / "train.json")
     lines = ["# vocalsep pipeline run", "", f"Workspace: `{root}`", ""]
     if error:

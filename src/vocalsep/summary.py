@@ -57,7 +57,7 @@ def summary_lines(params: Params) -> list[str]:
         if evaluation.get("irm_si_sdr") is not None:
             lines.append(f"ideal-ratio-mask oracle (the target to beat): si_sdr {_fmt(evaluation['irm_si_sdr'])} dB, "
                          f"sdr {_fmt(evaluation.get('irm_sdr'))} dB")
-    registry = _read_json(Path(p.metrics) / "registry.json")
+    registry = _read_json(Path(p.export) / "registry.json")  # the decision record (metrics/ holds its numbers)
     if registry:
         lines += ["", f"registry: {registry_decision(registry)}"]
     name = params.export.registered_model

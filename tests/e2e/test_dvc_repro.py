@@ -142,7 +142,7 @@ def test_summary_prints_medians_decision_and_serve_command(repro):
 def test_pipeline_champion_answers_http_like_the_separation_core(repro):
     """Trained, evaluated, exported and promoted by dvc repro; served by a real `mlflow models serve`."""
     repo, _ = repro
-    registry = json.loads((repo / "metrics/registry.json").read_text())
+    registry = json.loads((repo / "models/export/registry.json").read_text())
     assert (registry["decision"], registry["champion_version"]) == ("champion", registry["version"])
     mixture, rate = sf.read(repo / "data/testset/track_00/mixture.flac", dtype="float32", frames=22050)
     params = load_params(repo / "params.yaml")

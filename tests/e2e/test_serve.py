@@ -99,8 +99,11 @@ def test_serve_register_and_promote(stage, server, tmp_path):
     params_file.write_text(yaml.safe_dump(values))
     run([sys.executable, "-m", "vocalsep.stages.export", "--params", str(params_file)], cwd=tmp_path,
         env=venv_env({"MLFLOW_TRACKING_URI": stage.tracking.uri}))
-    registry = json.loads((Path(stage.paths.metrics) / "registry.json").read_text())
+    registry = json.loads((Path(stage.paths.export) / "registry.json").read_text())
     assert (registry["version"], registry["decision"], registry["champion_version"]) == ("2", "challenger", "1")
+    numbers = json.loads((Path(stage.paths.metrics) / "registry.json").read_text())
+    assert numbers == {"version": 2, "promoted": 0, "champion_version": 1, "new_metric": registry["new_metric"],
+                       "champion_metric": registry["champion_metric"]}
 
     import mlflow
 

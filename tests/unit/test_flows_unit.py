@@ -97,8 +97,9 @@ def test_report_lists_outcomes_eval_and_registry(workspace):
     metrics = workspace / "metrics"
     metrics.mkdir()
     (metrics / "eval.json").write_text('{"sdr": 4.25, "si_sdr": 3.5, "tracks": 2}')
-    (metrics / "registry.json").write_text('{"champion_version": 3, "reason": "si_sdr 3.5 > 2.0",'
-                                           ' "run_id": "abc123"}')
+    (workspace / "models/export").mkdir(parents=True)
+    (workspace / "models/export/registry.json").write_text('{"champion_version": 3, "reason": "si_sdr 3.5 > 2.0",'
+                                                           ' "run_id": "abc123"}')
     markdown = pipeline_report(workspace, {"train": "ran", "export": "skipped"}, error=None)
     assert "| train | ran |" in markdown and "| export | skipped |" in markdown
     assert "| si_sdr | 3.5 |" in markdown and "si_sdr 3.5 > 2.0" in markdown

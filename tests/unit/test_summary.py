@@ -32,7 +32,8 @@ def test_summary_marks_missing_outputs_and_reads_metrics(tmp_params):
     (pathlib.Path(metrics) / "eval.json").write_text(json.dumps(
         {"sdr": 1.5, "si_sdr": 2.25, "si_sdri": 3.0, "mixture_sdr": 0.5, "irm_sdr": 9.5, "irm_si_sdr": 9.25,
          "tracks": 4}))
-    (pathlib.Path(metrics) / "registry.json").write_text(json.dumps(record()))
+    pathlib.Path(tmp_params.paths.export).mkdir(parents=True)
+    (pathlib.Path(tmp_params.paths.export) / "registry.json").write_text(json.dumps(record()))
     lines = "\n".join(summary_lines(tmp_params))
     assert "over 4 tracks: sdr 1.50 dB, si_sdr 2.25 dB, si_sdri 3.00 dB, mixture_sdr 0.50 dB" in lines
     assert "ideal-ratio-mask oracle (the target to beat): si_sdr 9.25 dB, sdr 9.50 dB" in lines

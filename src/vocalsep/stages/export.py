@@ -1,8 +1,10 @@
 """Export stage: TorchScript and ONNX graphs checked against eager, a registered pyfunc, the promotion rule.
 
 Reads `<paths.checkpoints>/best.pt` and `<paths.metrics>/eval.json`; writes
-`<paths.export>/{model.ts,model.onnx,serving.json}` and
-`<paths.metrics>/registry.json`. The pyfunc (the separation core around the
+`<paths.export>/{model.ts,model.onnx,serving.json,registry.json}` (the last:
+the decision record, with its text fields) and `<paths.metrics>/registry.json`
+(its numbers only, for `dvc metrics show`: version, champion_version,
+promoted 1/0, new_metric, champion_metric). The pyfunc (the separation core around the
 checkpoint, `vocalsep.serving.VocalSeparator`, logged as code from
 `vocalsep/served_model.py`, so the model folder holds no pickle) is logged in the training run
 when it is still in the store, registered as a new version of
@@ -258,8 +260,23 @@ def register_base_main(argv: Sequence[str] | None = None) -> int:
     return run_stage("register-base", body, argv)
 
 
+REGISTRY_NAME = "registry.json"  # the decision record in paths.export; its numbers in paths.metrics
+
+
+def registry_metrics(record: dict[str, Any]) -> dict[str, float | int]:
+    """The numbers of a decision record: what DVC metrics compare across experiments."""
+    numbers: dict[str, float | int] = {"version": int(record["version"]),
+                                       "promoted": int(record["decision"] == "champion")}
+    if record.get("champion_version") is not None:
+        numbers["champion_version"] = int(record["champion_version"])
+    for key in ("new_metric", "champion_metric"):
+        if record.get(key) is not None:
+            numbers[key] = float(record[key])
+    return numbers
+
+
 def export(params: Params, lock: Path = Path("dvc.lock")) -> dict[str, Any]:
-    """Run the stage; returns the registry record also written to `<paths.metrics>/registry.json`."""
+    """Run the stage; returns the decision record written to `<paths.export>/registry.json`."""
     checkpoint = Path(params.paths.checkpoints) / "best.pt"
     model = load_model(checkpoint)
     metrics = read_eval_metrics(Path(params.paths.metrics) / "eval.json", params.export.metric)
@@ -269,8 +286,9 @@ def export(params: Params, lock: Path = Path("dvc.lock")) -> dict[str, Any]:
     if params.export.onnx:
         export_onnx(model, out / "model.onnx", params.export.tolerance)
     record = register(params, checkpoint, metrics, lock)
-    path = Path(params.paths.metrics) / "registry.json"
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    (out / REGISTRY_NAME).write_text(json.dumps(record, indent=2) + "\n")
+    Path(params.paths.metrics).mkdir(parents=True, exist_ok=True)
+    (Path(params.paths.metrics) / REGISTRY_NAME).write_text(json.dumps(registry_metrics(record), indent=2) + "\n")
     champion = "none" if record["champion_metric"] is None else f"{record['champion_metric']:.3f}"
     print(f"export: {params.export.registered_model} version {record['version']} "
           f"{params.export.metric} {record['new_metric']:.3f} vs champion {champion} -> "
