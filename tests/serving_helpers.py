@@ -36,11 +36,34 @@ def write_testset(testset: Path, seed: int = 0, seconds: float = 0.5) -> None:
             sf.write(testset / name / f"{stem}.flac", audio, RATE, subtype="PCM_24")
 
 
+# What the tiny models "learned from": the index's source ids and their download records (provenance)
+SOURCES = [
+    {"id": "aaa111", "role": "acapella", "url": "https://example.com/voice.mp3", "title": "Singer - Song (Acapella)",
+     "license": "CC-BY-4.0", "sha256": "1" * 64, "status": "ok"},
+    {"id": "bbb222", "role": "instrumental", "url": "https://example.com/band.mp3", "title": "Band - Song (Inst.)",
+     "license": "CC0-1.0", "sha256": "2" * 64, "status": "ok"},
+]
+
+
+def write_sources(params) -> None:
+    """An index (train/val/test) over SOURCES and the download stage's downloads.jsonl for them."""
+    import pandas as pd
+
+    index, raw = Path(params.paths.index), Path(params.paths.raw)
+    index.mkdir(parents=True, exist_ok=True)
+    raw.mkdir(parents=True, exist_ok=True)
+    rows = pd.DataFrame([{"id": s["id"], "role": s["role"]} for s in SOURCES])
+    for split in ("train", "val", "test"):
+        rows.to_parquet(index / f"{split}.parquet", index=False)
+    (raw / "downloads.jsonl").write_text("".join(json.dumps(s) + "\n" for s in SOURCES))
+
+
 def tiny_params(root: Path):
     """Real params under `root`: 8 kHz, 50 ms chunks, a 1 s input limit, a store of its own, and a
     two-track test set written under `root` (export tags each version with the test set's hash)."""
     params = relocate_paths(load_params(REPO_ROOT / "params.yaml"), root)
     write_testset(Path(params.paths.testset))
+    write_sources(params)
     return dataclasses.replace(
         params,
         audio=dataclasses.replace(params.audio, sample_rate=RATE),

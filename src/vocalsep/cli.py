@@ -20,6 +20,8 @@ COMMANDS = {
     "register-base": ("vocalsep.stages.export:register_base_main",
                       "register the shipped base model; it becomes champion if the registry has none"),
     "publish-base": ("vocalsep.publish:main", "write a trained checkpoint as the shipped base model + model card"),
+    "provenance": ("vocalsep.provenance:main",
+                   "print what a model learned from: sources, licences, sha256, data hash, git commit"),
 }
 
 

@@ -37,6 +37,7 @@ CHECKPOINT_ARTIFACT = "checkpoint"
 CONFIG_ARTIFACT = "serving_config"
 AUDIO_PARAM = "audio_base64"
 VOCALS_KEY = "vocals_base64"
+PROVENANCE_PARAM = "provenance"  # params: {"provenance": "json"} answers what the model learned from
 CHANNELS = 2
 
 
@@ -154,6 +155,8 @@ class VocalSeparator(PythonModel):
         from vocalsep.model import load_model
 
         self.config = ServingConfig.read(context.artifacts[CONFIG_ARTIFACT])
+        origin = context.artifacts.get(PROVENANCE_PARAM)
+        self.provenance = json.loads(Path(origin).read_text()) if origin else None
         from vocalsep.runtime import for_separation
 
         # CPU: ONNX Runtime where it is faster (separate.runtime); the graph is exported once per model
@@ -162,6 +165,8 @@ class VocalSeparator(PythonModel):
     # np.ndarray is the one input hint MLflow neither warns about nor turns into a second signature.
     def predict(self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None) -> Any:
         """`(samples, 2)` float32 -> vocals `(samples, 2)`; with `audio_base64` -> `{"vocals_base64": ...}`."""
+        if (params or {}).get(PROVENANCE_PARAM):
+            return {PROVENANCE_PARAM: self.provenance or {"note": "this model was registered without provenance"}}
         encoded = (params or {}).get(AUDIO_PARAM) or ""
         if encoded:
             return {VOCALS_KEY: self.separate_encoded(encoded)}

@@ -14,7 +14,7 @@ import soundfile as sf
 import torch
 import yaml
 
-from tests.serving_helpers import RATE, TINY, post, start_server, stop_group, tiny_params
+from tests.serving_helpers import RATE, SOURCES, TINY, post, start_server, stop_group, tiny_params
 from tests.tiny_repo import run, venv_env
 from vocalsep.config import params_to_dict
 from vocalsep.model import VocNet, load_model, save_checkpoint
@@ -76,6 +76,13 @@ def test_serve_register_and_promote(stage, server, tmp_path):
     vocals, rate = sf.read(io.BytesIO(base64.b64decode(answer["predictions"]["vocals_base64"])), dtype="float32")
     assert rate == RATE
     np.testing.assert_allclose(vocals, expected, atol=1e-4, rtol=0)
+
+    # what the champion learned from, over HTTP (the documented request of docs/serving.md)
+    status, answer = post(port, {"inputs": [[0.0, 0.0]], "params": {"provenance": "json"}})
+    assert status == 200, answer
+    origin = answer["predictions"]["provenance"]
+    assert [s["url"] for s in origin["sources"]] == [s["url"] for s in SOURCES]
+    assert origin["licenses"] == ["CC-BY-4.0", "CC0-1.0"] and origin["git_sha"]
 
     too_long = np.zeros((RATE + 1, 2), np.float32).tolist()
     bad_requests = {

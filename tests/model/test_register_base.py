@@ -40,6 +40,7 @@ def test_an_empty_registry_gets_the_base_model_as_champion(params):
     assert (first["decision"], first["version"], first["champion_version"]) == ("champion", "1", "1")
     version, tags = tracking.version_by_alias("vocalsep", "champion")
     assert version == "1" and tags["source"] == "pretrained"
+    assert tags["sources"] == "9" and "CC-BY-SA-3.0" in tags["licenses"]  # the 9 packages of the spec's train set
     served, rate = load_separator(str(checkpoint_from_uri("models:/vocalsep@champion", params.tracking)))
     base, base_rate = load_separator("pretrained")
     mixture = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 2, 3000)).astype(np.float32))

@@ -65,6 +65,37 @@ def test_the_logged_model_holds_no_pickle(served, monkeypatch):
         assert isinstance(load_checkpoint(path), dict)  # the weights load with the safe loader
 
 
+@pytest.mark.slow
+def test_every_version_carries_what_it_learned_from(served, monkeypatch, capsys):
+    """Provenance: version tags, the model's artifact, `vocalsep provenance` and the served model's answer."""
+    from tests.serving_helpers import SOURCES
+    from vocalsep.provenance import main as provenance_main
+
+    params, checkpoint, record, model = served
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", params.tracking.uri)
+    version = mlflow.MlflowClient().get_model_version(params.export.registered_model, record["version"])
+    assert version.tags["sources"] == "2" and version.tags["licenses"] == "CC-BY-4.0, CC0-1.0"
+    assert version.tags["git_sha"] == load_checkpoint(checkpoint)["git_sha"]
+    assert version.tags["data_hash"] == "unknown"  # this test has no dvc.lock; the pipeline's does
+    assert provenance_main([record["model_uri"]]) == 0
+    printed = capsys.readouterr().out
+    for source in SOURCES:
+        assert all(source[k] in printed for k in ("url", "title", "license", "sha256")), source["id"]
+    assert provenance_main([record["model_uri"], "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    answered = model.predict(np.zeros((4, 2), np.float32), params={"provenance": "json"})
+    assert answered == {"provenance": document}
+    assert [s["url"] for s in document["sources"]] == [s["url"] for s in SOURCES]
+    assert document["sources"][0]["splits"] == ["train", "val", "test"]
+
+
+def test_provenance_of_a_model_without_it_says_how_to_get_it(tmp_path, capsys):
+    from vocalsep.provenance import main as provenance_main
+
+    assert provenance_main([str(tmp_path)]) == 2
+    assert "holds no provenance.json" in capsys.readouterr().err
+
+
 def core(params, checkpoint: Path, mixture: np.ndarray) -> np.ndarray:
     """The separation core directly: `(frames, 2)` -> `(frames, 2)`."""
     return separate_with_params(load_model(checkpoint), mixture.T, params.audio.sample_rate, params.separate).T

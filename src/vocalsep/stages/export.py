@@ -30,7 +30,7 @@ import yaml
 from torch import nn
 
 import vocalsep
-from vocalsep import tracking
+from vocalsep import provenance, tracking
 from vocalsep.config import Params
 from vocalsep.errors import StageError
 from vocalsep.model import load_checkpoint, load_model, save_checkpoint
@@ -183,15 +183,16 @@ def promote(registered_model: str, version: str, metric: str, new_metric: float,
             "model_uri": f"models:/{registered_model}/{version}"}
 
 
-def log_model(params: Params, checkpoint: Path, sample_rate: int) -> str:
-    """Log the served pyfunc around `checkpoint` in the active run; returns its model URI."""
+def log_model(params: Params, checkpoint: Path, sample_rate: int, provenance_file: Path) -> str:
+    """Log the served pyfunc around `checkpoint` (and what it learned from) in the active run; returns its URI."""
     serving = ServingConfig.from_params(params, sample_rate)
     Path(params.paths.export).mkdir(parents=True, exist_ok=True)
     config_path = serving.write(Path(params.paths.export) / "serving.json")
     return tracking.log_pyfunc_model(
         str(Path(vocalsep.__file__).parent / "served_model.py"),  # models from code: nothing pickled
-        artifacts={CHECKPOINT_ARTIFACT: str(checkpoint), CONFIG_ARTIFACT: str(config_path)},
-        signature=tracking.serving_signature(CHANNELS, (AUDIO_PARAM,)),
+        artifacts={CHECKPOINT_ARTIFACT: str(checkpoint), CONFIG_ARTIFACT: str(config_path),
+                   provenance.ARTIFACT: str(provenance_file)},
+        signature=tracking.serving_signature(CHANNELS, (AUDIO_PARAM, provenance.ARTIFACT)),
         input_example=input_example(params.audio.sample_rate),
         pip_requirements=pip_requirements(),
         code_paths=[str(Path(vocalsep.__file__).parent)],
@@ -202,13 +203,15 @@ def register(params: Params, checkpoint: Path, metrics: dict[str, float], lock: 
     """Log the pyfunc (in the training run when it still exists), register a version, promote or not."""
     ckpt = load_checkpoint(checkpoint)
     testset = testset_hash(Path(params.paths.testset))
-    tags = {**metrics, "metric": params.export.metric, "git_sha": ckpt.get("git_sha") or "unknown",
-            "data_hash": data_hash(lock), TESTSET_TAG: testset}
+    origin = provenance.record(provenance.pipeline_sources(params), data_hash(lock), ckpt.get("git_sha") or "unknown",
+                               f"the pipeline's index ({params.paths.index}) of {params.download.sources}")
+    origin_file = provenance.write(origin, Path(params.paths.export) / provenance.FILE_NAME)
+    tags = {**metrics, "metric": params.export.metric, TESTSET_TAG: testset, **provenance.version_tags(origin)}
     # the champion first: a registry that cannot be read stops here, before anything is logged or moved
     tracking.configure(params.tracking)
     champion, rescored = champion_score(params, testset)
     with tracking.start_run(params.tracking, run_id=ckpt.get("mlflow_run_id"), run_name="export") as run_id:
-        model_uri = log_model(params, checkpoint, checkpoint_sample_rate(ckpt))
+        model_uri = log_model(params, checkpoint, checkpoint_sample_rate(ckpt), origin_file)
         name, metric = params.export.registered_model, params.export.metric
         version = tracking.register_version(model_uri, name, tags)
         record = {**promote(name, version, metric, float(metrics[metric]), champion),
@@ -231,14 +234,16 @@ def register_base(params: Params) -> dict[str, Any]:
     model, rate = load_pretrained()
     config = read_config()
     name = params.export.registered_model
+    origin = provenance.load_for("pretrained")
     with tempfile.TemporaryDirectory(prefix="vocalsep-base-") as tmp:
         checkpoint = Path(tmp) / "base.pt"
         save_checkpoint(checkpoint, model, config["kwargs"], params={"audio": {"sample_rate": rate}},
                         git_sha=config.get("git_sha") or "unknown")
+        origin_file = provenance.write(origin, Path(tmp) / provenance.FILE_NAME)
         with tracking.start_run(params.tracking, run_name="register-base") as run_id:
-            model_uri = log_model(params, checkpoint, rate)
+            model_uri = log_model(params, checkpoint, rate, origin_file)
             version = tracking.register_version(model_uri, name, {"source": "pretrained",
-                                                                  "git_sha": config.get("git_sha") or "unknown"})
+                                                                  **provenance.version_tags(origin)})
     champion = tracking.version_by_alias(name, "champion")
     if champion is None:
         tracking.set_alias(name, "champion", version)

@@ -1,0 +1,158 @@
+"""What a model learned from: its sources (URL, title, licence, sha256), the data hash and the git commit.
+
+Users who train on downloaded music need this to know what they may publish.
+The export stage writes `<paths.export>/provenance.json` and logs it as an
+artifact of every registered model version (with the version tags
+`data_hash`, `git_sha`, `sources` and `licenses`); `vocalsep provenance
+models:/vocalsep@champion` prints it, and the served model answers the
+request `{"inputs": [[0, 0]], "params": {"provenance": "json"}}` with it.
+
+A pipeline model's sources are the files its index drew from (train, val and
+test splits), joined with the download stage's `downloads.jsonl` (URL, title,
+licence, sha256 of the downloaded file). The shipped base model's sources are
+the pinned Debian packages of the corpus spec's `train` set (the .deb's
+sha256), which is what `pretrained/MODEL_CARD.md` lists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from vocalsep.config import Params
+from vocalsep.errors import VocalsepError
+from vocalsep.stages import DOWNLOADS_NAME
+
+FILE_NAME = "provenance.json"
+ARTIFACT = "provenance"  # the pyfunc artifact key (and the served model's param)
+SPLITS = ("train", "val", "test")
+
+
+def read_downloads(raw: Path) -> dict[str, dict]:
+    """The download stage's records (`downloads.jsonl`) by source id; {} when absent."""
+    path = raw / DOWNLOADS_NAME
+    if not path.is_file():
+        return {}
+    records = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    return {r["id"]: r for r in records if isinstance(r, dict) and "id" in r}
+
+
+def pipeline_sources(params: Params) -> list[dict[str, Any]]:
+    """Every source file the index drew from, with the splits it fed and its download record."""
+    index = Path(params.paths.index)
+    splits: dict[str, set[str]] = {}
+    roles: dict[str, str] = {}
+    for split in SPLITS:
+        path = index / f"{split}.parquet"
+        if not path.is_file():
+            raise VocalsepError(f"{path}: missing; run the index stage first (dvc repro index)")
+        for row in pd.read_parquet(path, columns=["id", "role"]).drop_duplicates().itertuples(index=False):
+            splits.setdefault(row.id, set()).add(split)
+            roles[row.id] = row.role
+    downloads = read_downloads(Path(params.paths.raw))
+    out = []
+    for source_id in sorted(splits, key=lambda i: (roles[i], downloads.get(i, {}).get("title") or "", i)):
+        record = downloads.get(source_id, {})
+        out.append({"id": source_id, "role": roles[source_id], "splits": sorted(splits[source_id], key=SPLITS.index),
+                    "url": record.get("url"), "title": record.get("title"), "license": record.get("license"),
+                    "sha256": record.get("sha256")})
+    return out
+
+
+def base_model_sources(spec: str | Path = "sources/debian-corpus.yaml") -> list[dict[str, Any]]:
+    """The shipped base model's sources: the corpus spec's packages with a `train` group."""
+    from vocalsep.corpus import load_spec
+
+    out = []
+    for package in load_spec(spec):
+        roles = sorted({g.role for g in package.groups if g.set == "train"})
+        if roles:
+            out.append({"id": package.package, "role": "+".join(roles), "splits": ["train", "val", "test"],
+                        "url": f"apt:{package.package}={package.version}", "title": package.attribution,
+                        "license": package.license, "sha256": package.sha256})
+    return out
+
+
+def record(sources: list[dict[str, Any]], data_hash: str, git_sha: str, trained_on: str) -> dict[str, Any]:
+    """The provenance document."""
+    licenses = sorted({s["license"] or "unknown" for s in sources})
+    return {"format": "vocalsep-provenance/1", "trained_on": trained_on, "data_hash": data_hash, "git_sha": git_sha,
+            "sources": sources, "licenses": licenses,
+            "counts": {role: sum(s["role"] == role for s in sources) for role in sorted({s["role"] for s in sources})}}
+
+
+def version_tags(document: dict[str, Any]) -> dict[str, str]:
+    """What the registry shows of it on the version itself (the full list is the artifact)."""
+    return {"data_hash": document["data_hash"], "git_sha": document["git_sha"],
+            "sources": str(len(document["sources"])), "licenses": ", ".join(document["licenses"])[:4000]}
+
+
+def write(document: dict[str, Any], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    return path
+
+
+def find_in_model(folder: Path) -> Path | None:
+    """The provenance file among a downloaded model's artifacts."""
+    found = sorted(folder.rglob(FILE_NAME)) if folder.is_dir() else []
+    return found[0] if found else None
+
+
+def load_for(spec: str) -> dict[str, Any]:
+    """The provenance of a `models:/` or `runs:/` URI, `pretrained`, or a model folder or provenance file."""
+    if spec == "pretrained":
+        from vocalsep.pretrained import read_config
+
+        config = read_config()
+        return record(base_model_sources(), "see pretrained/MODEL_CARD.md", config.get("git_sha") or "unknown",
+                      "the shipped base model (pretrained/)")
+    if spec.startswith(("models:/", "runs:/")):
+        from vocalsep.config import DEFAULT_PARAMS, TrackingParams, load_params
+        from vocalsep.tracking import download_model_artifacts
+
+        tracking = load_params(DEFAULT_PARAMS).tracking if DEFAULT_PARAMS.exists() else TrackingParams()
+        folder = Path(download_model_artifacts(spec, tracking))
+    else:
+        folder = Path(spec)
+    path = folder if folder.is_file() else find_in_model(folder)
+    if path is None:
+        raise VocalsepError(f"{spec}: the model holds no {FILE_NAME}; it was registered before provenance was "
+                            "recorded: export it again (dvc repro -f export) or see its run's tags")
+    return json.loads(path.read_text())
+
+
+def format_text(document: dict[str, Any]) -> str:
+    """A readable listing: header lines, then one block per source."""
+    lines = [f"trained on: {document.get('trained_on', '?')}", f"data hash:  {document.get('data_hash')}",
+             f"git commit: {document.get('git_sha')}", f"licences:   {', '.join(document.get('licenses', []))}",
+             f"sources:    {len(document.get('sources', []))} "
+             f"({', '.join(f'{n} {r}' for r, n in document.get('counts', {}).items())})", ""]
+    for source in document.get("sources", []):
+        lines += [f"- {source.get('title') or '(no title)'} [{source['role']}, {'/'.join(source['splits'])}]",
+                  f"    url:     {source.get('url')}", f"    licence: {source.get('license') or 'unknown'}",
+                  f"    sha256:  {source.get('sha256')}"]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vocalsep provenance",
+                                     description="Print what a model learned from: sources, licences, sha256, "
+                                                 "data hash and git commit.")
+    parser.add_argument("model", help="models:/NAME@ALIAS, models:/NAME/VERSION, runs:/..., pretrained, "
+                                      "or a model folder / provenance.json")
+    parser.add_argument("--json", action="store_true", help="print the JSON document")
+    args = parser.parse_args(argv)
+    try:
+        document = load_for(args.model)
+    except VocalsepError as err:
+        print(f"vocalsep provenance: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(document, indent=2) if args.json else format_text(document))
+    return 0
