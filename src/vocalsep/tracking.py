@@ -156,6 +156,13 @@ def log_artifact(path: str | Path, folder: str | None = None) -> None:
     mlflow.log_artifact(str(path), artifact_path=folder)
 
 
+def log_artifacts(folder: str | Path, artifact_path: str | None = None) -> None:
+    """Every file under `folder`, keeping their relative paths, under `artifact_path`."""
+    import mlflow
+
+    mlflow.log_artifacts(str(folder), artifact_path=artifact_path)
+
+
 # --- functions appended by other stages go below this line ---
 
 

@@ -185,3 +185,28 @@ def test_sample_rate_change_reruns_normalize_onward_only(repro):
     assert {"demo", "download"} <= skipped and not ({"demo", "download"} & ran)
     manifest = pd.read_parquet(repo / "data/normalized/manifest.parquet")
     assert set(manifest.sample_rate) == {22050}
+
+
+def test_evaluate_writes_a_listening_report_that_a_browser_loads_offline(repro):
+    """reports/eval/index.html: every test track with numbers, players and spectrograms; in MLflow too."""
+    import mlflow
+
+    from tests.browser import CHROMIUM, external_references, media_status, screenshot
+    from tests.conftest import REPO_ROOT
+
+    repo, _ = repro
+    page = repo / "reports/eval/index.html"
+    tracks = sorted(p.name for p in (repo / "data/testset").iterdir() if p.is_dir())
+    text = page.read_text()
+    assert all(f"<h3>{track}</h3>" in text for track in tracks) and external_references(page) == []
+    evaluation = json.loads((repo / "metrics/eval.json").read_text())
+    assert f"<td>{evaluation['irm_si_sdr']:.2f}</td>" in text  # the oracle's median beside the model's
+    checkpoint = __import__("torch").load(repo / "models/checkpoints/best.pt", weights_only=True)
+    mlflow.set_tracking_uri(f"sqlite:///{repo}/mlruns/mlflow.db")
+    logged = {a.path for a in mlflow.MlflowClient().list_artifacts(checkpoint["mlflow_run_id"], "report")}
+    assert "report/index.html" in logged and "report/audio" in logged and "report/img" in logged
+    if CHROMIUM is None:
+        pytest.skip("headless Chromium not found (Debian: apt-get install chromium); the page was checked as text")
+    assert media_status(page) == {"total": 4 * len(tracks), "loaded": 4 * len(tracks), "failed": []}
+    shot = screenshot(page, REPO_ROOT / ".test-artifacts" / "eval-report.png")
+    print(f"screenshot of the listening report: {shot}")

@@ -6,9 +6,13 @@ tracks), `<paths.plots>/eval_tracks.csv` (one row per track), a per-track bar
 chart `<paths.plots>/eval_tracks.png` and `<paths.plots>/eval.html`, a
 self-contained page (PNG embedded, no JavaScript or network) to read the
 results offline, where `dvc plots show` would need vega-lite from the web.
+The listening report `<paths.reports>/eval/index.html` (`vocalsep.report`:
+per-track metrics beside the mixture and the ideal-ratio-mask oracle,
+spectrograms and audio players of every track, no network) is written too.
 Everything is also logged to the training MLflow run named by best.pt's
-`mlflow_run_id` (a new run when it has none or the store lost it), with audio
-and spectrograms of the first `evaluate.audio_examples` tracks.
+`mlflow_run_id` (a new run when it has none or the store lost it): the report
+as the artifact folder `report/`, and audio and spectrograms of the first
+`evaluate.audio_examples` tracks.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from vocalsep.config import Params
 from vocalsep.errors import StageError
 from vocalsep.metrics import ideal_ratio_mask, sdr_bsseval_v4, si_sdr
 from vocalsep.model import load_checkpoint
+from vocalsep.report import STEMS as STEMS_SHOWN
+from vocalsep.report import spectrogram_figure, write_report
 from vocalsep.runtime import for_separation
 from vocalsep.separate import model_from_checkpoint, separate_at_rate
 from vocalsep.stages._cli import run_stage
@@ -127,14 +133,8 @@ def bar_chart(table: pd.DataFrame) -> Figure:
 
 def spectrograms(track: Track, estimate: np.ndarray) -> Figure:
     """Mixture, true vocals and estimated vocals (channel mean) as log-power spectrograms."""
-    figure = Figure(figsize=(10, 7), layout="constrained")
-    panels = (("mixture", track.mixture), ("vocals (reference)", track.vocals), ("vocals (estimate)", estimate))
-    for ax, (title, audio) in zip(figure.subplots(3, 1, sharex=True), panels):
-        ax.specgram(audio.mean(axis=0), NFFT=1024, noverlap=768, Fs=track.sample_rate, cmap="magma", vmin=-140)
-        ax.set_title(f"{track.name}: {title}")
-        ax.set_ylabel("Hz")
-    figure.axes[-1].set_xlabel("seconds")
-    return figure
+    return spectrogram_figure(track.name, list(zip(STEMS_SHOWN, (track.mixture, track.vocals, estimate))),
+                              track.sample_rate)
 
 
 def html_report(summary: dict, table: pd.DataFrame, png: Path) -> str:
@@ -164,8 +164,9 @@ def write_outputs(params: Params, summary: dict, table: pd.DataFrame) -> list[Pa
 
 
 def log_evaluation(params: Params, run_id: str | None, summary: dict, files: list[Path],
-                   examples: list[tuple[Track, np.ndarray]]) -> str:
-    """Log metrics, result files, audio and spectrograms to the training run; returns the run id used."""
+                   examples: list[tuple[Track, np.ndarray]], report: Path | None = None) -> str:
+    """Log metrics, result files, the listening report, audio and spectrograms to the training run;
+    returns the run id used."""
     if run_id is None:
         log.warning("best.pt names no MLflow run (mlflow_run_id); logging the evaluation to a new run")
     with tracking.start_run(params.tracking, run_id=run_id, run_name="evaluate") as active:
@@ -174,6 +175,8 @@ def log_evaluation(params: Params, run_id: str | None, summary: dict, files: lis
         tracking.log_metrics({f"test_{k}": v for k, v in summary.items() if v is not None})
         for path in files:
             tracking.log_artifact(path, "evaluation")
+        if report is not None:
+            tracking.log_artifacts(report, "report")  # the listening report, relative links intact
         for track, estimate in examples:
             folder = f"evaluation/audio/{track.name}"
             for name, audio in (("mixture", track.mixture), ("vocals", track.vocals), ("estimate", estimate)):
@@ -210,10 +213,12 @@ def score_testset(checkpoint: dict, params: Params, examples: int = 0) -> tuple[
 def evaluate(params: Params) -> dict:
     """Separate and score every test-set track with best.pt; write metrics and plots; log to MLflow."""
     checkpoint = load_checkpoint(Path(params.paths.checkpoints) / "best.pt")
-    table, examples = score_testset(checkpoint, params, params.evaluate.audio_examples)
+    table, estimates = score_testset(checkpoint, params, examples=len(testset_folders(Path(params.paths.testset))))
     summary = summarize(table)
     files = write_outputs(params, summary, table)
-    log_evaluation(params, checkpoint.get("mlflow_run_id"), summary, files, examples)
+    report = write_report(Path(params.paths.reports) / "eval", summary, table, estimates).parent
+    log_evaluation(params, checkpoint.get("mlflow_run_id"), summary, files,
+                   estimates[:params.evaluate.audio_examples], report)
     log.info("medians over %d tracks: %s", summary["tracks"], summary)
     return summary
 

@@ -1,0 +1,116 @@
+"""The listening report: `<paths.reports>/eval/index.html`, a page people look at.
+
+Per test track: SDR, SI-SDR and SI-SDRi of the model next to the mixture and
+the ideal-ratio-mask oracle; spectrograms of the mixture, the reference vocals
+and the estimated vocals; `<audio>` players for all three. Everything is a
+relative path inside the folder (`audio/<track>/*.ogg`, `img/<track>.png`), so
+the page works from disk, from `dvc checkout`, or as the MLflow artifact
+folder `report/`, with no network and no CDN: no script, style or font is
+fetched. A small inline script counts the images and players that loaded and
+writes the count into `#media-status` (what the headless-browser test reads).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+from matplotlib.figure import Figure
+
+log = logging.getLogger(__name__)
+
+STEMS = ("mixture", "reference vocals", "estimated vocals")
+FILES = ("mixture", "vocals", "estimate")
+COLUMNS = (("sdr", "SDR"), ("si_sdr", "SI-SDR"), ("si_sdri", "SI-SDRi"), ("mixture_sdr", "mixture SDR"),
+           ("mixture_si_sdr", "mixture SI-SDR"), ("irm_sdr", "IRM SDR"), ("irm_si_sdr", "IRM SI-SDR"))
+
+STATUS_SCRIPT = """
+<script>
+(function () {
+  var media = Array.prototype.slice.call(document.querySelectorAll("img, audio"));
+  var status = {total: media.length, loaded: 0, failed: []};
+  var out = document.getElementById("media-status");
+  function show() { out.textContent = JSON.stringify(status); }
+  media.forEach(function (m) {
+    var ok = function () { status.loaded += 1; show(); };
+    var bad = function () { status.failed.push(m.getAttribute("src")); show(); };
+    if (m.tagName === "IMG") {
+      if (m.complete) { (m.naturalWidth > 0 ? ok : bad)(); }
+      else { m.addEventListener("load", ok); m.addEventListener("error", bad); }
+    } else if (m.readyState >= 1) { ok(); }
+    else { m.addEventListener("loadedmetadata", ok); m.addEventListener("error", bad); }
+  });
+  show();
+})();
+</script>"""
+
+STYLE = """<style>
+body { font-family: sans-serif; margin: 2em; max-width: 1100px; }
+table { border-collapse: collapse; } td, th { padding: 0.2em 0.6em; border-bottom: 1px solid #ddd; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+.track { margin-top: 2em; } .players { display: flex; gap: 1.5em; flex-wrap: wrap; }
+.players figure { margin: 0; } img { max-width: 100%; }
+</style>"""
+
+
+def spectrogram_figure(name: str, panels: list[tuple[str, np.ndarray]], rate: int) -> Figure:
+    """Log-power spectrograms (channel mean) stacked one per panel."""
+    figure = Figure(figsize=(10, 6.5), layout="constrained")
+    for ax, (title, audio) in zip(figure.subplots(len(panels), 1, sharex=True), panels):
+        ax.specgram(audio.mean(axis=0), NFFT=1024, noverlap=768, Fs=rate, cmap="magma", vmin=-140)
+        ax.set_title(f"{name}: {title}")
+        ax.set_ylabel("Hz")
+    figure.axes[-1].set_xlabel("seconds")
+    return figure
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None or (isinstance(value, float) and not np.isfinite(value)) else f"{float(value):.2f}"
+
+
+def _write_track(folder: Path, track: Any, estimate: np.ndarray) -> str:
+    """The track's audio and spectrogram files; returns its HTML section."""
+    audio_dir = folder / "audio" / track.name
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    signals = (track.mixture, track.vocals, estimate)
+    players = []
+    for label, stem, audio in zip(STEMS, FILES, signals):
+        path = audio_dir / f"{stem}.ogg"
+        sf.write(path, np.clip(audio.T, -1.0, 1.0), track.sample_rate, format="OGG", subtype="VORBIS")
+        players.append(f"<figure><figcaption>{label}</figcaption><audio controls preload='metadata' "
+                       f"src='audio/{html.escape(track.name)}/{stem}.ogg'></audio></figure>")
+    image = folder / "img" / f"{track.name}.png"
+    image.parent.mkdir(parents=True, exist_ok=True)
+    spectrogram_figure(track.name, list(zip(STEMS, signals)), track.sample_rate).savefig(image, dpi=72)
+    return (f"<section class='track'><h3>{html.escape(track.name)}</h3><div class='players'>{''.join(players)}</div>"
+            f"<img alt='spectrograms of {html.escape(track.name)}' src='img/{html.escape(track.name)}.png'></section>")
+
+
+def write_report(folder: Path, summary: dict, table: pd.DataFrame, examples: list[tuple[Any, np.ndarray]],
+                 title: str = "vocalsep evaluation") -> Path:
+    """Write `folder/index.html` with its audio and images (the folder is replaced); returns the page."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    head = "".join(f"<th>{label}</th>" for _, label in COLUMNS)
+    rows = "".join(f"<tr><td><a href='#{html.escape(str(r['track']))}'>{html.escape(str(r['track']))}</a></td>"
+                   + "".join(f"<td>{_cell(r.get(key))}</td>" for key, _ in COLUMNS) + "</tr>"
+                   for r in table.to_dict("records"))
+    medians = "".join(f"<td>{_cell(summary.get(key))}</td>" for key, _ in COLUMNS)
+    sections = "".join(f"<div id='{html.escape(track.name)}'>{_write_track(folder, track, estimate)}</div>"
+                       for track, estimate in examples)
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>{STYLE}</head>"
+            f"<body><h1>{html.escape(title)}</h1>"
+            "<p>dB; SI-SDRi = SI-SDR(estimate) - SI-SDR(mixture). The ideal-ratio-mask oracle (IRM) is the "
+            "target to beat. Players and spectrograms below.</p>"
+            f"<table><tr><th>track</th>{head}</tr>{rows}<tr><th>median</th>{medians}</tr></table>"
+            f"{sections}<pre id='media-status'>not run</pre>{STATUS_SCRIPT}</body></html>")
+    index = folder / "index.html"
+    index.write_text(page, encoding="utf-8")
+    log.info("listening report: %s (%d tracks)", index, len(examples))
+    return index
