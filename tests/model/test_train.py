@@ -134,3 +134,14 @@ def test_few_steps_on_cuda_with_bf16(corpus_params, tmp_path):
     assert all(t.device.type == "cpu" and torch.isfinite(t).all() for t in best["state"].values())
     client = mlflow.MlflowClient(params.tracking.uri)
     assert client.get_run(best["mlflow_run_id"]).data.tags["device"].startswith("cuda")
+
+
+@pytest.mark.slow
+def test_training_shows_a_progress_bar_with_loss_and_rate(corpus_params, monkeypatch, capsys):
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    params = dataclasses.replace(corpus_params, train=dataclasses.replace(corpus_params.train, epochs=1))
+    train(params)
+    bar = capsys.readouterr().err.replace("\r", "\n")
+    final = [line for line in bar.splitlines() if line.startswith("epoch 1/1") and "8/8" in line]
+    assert final, bar[-2000:]
+    assert "loss=" in final[-1] and "audio_s_per_s=" in final[-1] and ("step/s" in final[-1] or "s/step" in final[-1])

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from vocalsep import tracking
 from vocalsep.config import Params, params_to_dict
@@ -169,14 +170,25 @@ def _run_epoch(s: Session, epoch: int) -> None:
                         pin_memory=ctx.device.type == "cuda", persistent_workers=False)
     window: list[float] = []
     started = time.perf_counter()
+    # one bar per epoch on rank 0: step count, steps/s (tqdm's rate), loss and audio seconds per second
+    # (TQDM_DISABLE=1 turns it off; in a log that is not a terminal it redraws every 30 s, not twice a second)
+    bar = tqdm(total=s.steps_per_epoch, initial=first, desc=f"epoch {epoch + 1}/{p.epochs}", unit="step",
+               mininterval=0.5 if sys.stderr.isatty() else 30.0, dynamic_ncols=True,
+               **({} if ctx.is_main else {"disable": True}))
+    audio_per_step = p.batch_size * ctx.world_size * s.params.data.segment_seconds
     for mixture, vocals in loader:
-        window.append(train_step(s.model, s.optimizer, s.scheduler, mixture, vocals, p, ctx.device))
+        loss = train_step(s.model, s.optimizer, s.scheduler, mixture, vocals, p, ctx.device)
+        window.append(loss)
         s.progress.step += 1
+        bar.update(1)
+        rate = bar.format_dict.get("rate") or 0.0
+        bar.set_postfix(loss=f"{loss:.4f}", audio_s_per_s=f"{rate * audio_per_step:.1f}", refresh=False)
         if s.progress.step % p.log_every == 0:
             _log_loss(s, distributed.mean_across_ranks(sum(window) / len(window), ctx))
             window = []
         if s.progress.step % p.checkpoint_every == 0 and s.progress.step % s.steps_per_epoch and ctx.is_main:
             _save_last(s)
+    bar.close()
     s.timing[0] += (s.steps_per_epoch - first) * p.batch_size
     s.timing[1] += time.perf_counter() - started
     s.progress.examples_per_second = s.timing[0] / max(s.timing[1], 1e-9)
