@@ -1,0 +1,165 @@
+"""The README's commands work exactly as written after the two set-up commands.
+
+The blocks marked `<!-- tested -->` in README.md are extracted (so the test
+and the README cannot drift apart) and run, in order, as one bash script in a
+workspace where `make run`'s pipeline has run (a tiny copy of the repository
+after `dvc repro`), with `.venv` pointing at this interpreter's environment
+and a PATH that does not contain it: what a user has in a new shell. The
+user's manifest lists songs on a local HTTP server. Tools called by path
+without activation are checked too.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import yaml
+
+from tests.e2e.audio_server import serve
+from tests.tiny_repo import REPO_ROOT, make_tiny_repo, run
+from vocalsep.config import load_params
+from vocalsep.demo import SAMPLE_RATE, synthesize
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+BARE_PATH = "/usr/local/bin:/usr/bin:/bin"  # a new shell: the venv is not on PATH
+MARK = "<!-- tested -->"
+SONGS = [("acapella", i) for i in range(4)] + [("instrumental", i) for i in range(4)]
+
+
+def tested_blocks(readme: Path = REPO_ROOT / "README.md") -> list[str]:
+    """The bash blocks that follow a `<!-- tested -->` line, in README order."""
+    blocks = re.findall(rf"^{re.escape(MARK)}\n```bash\n(.*?)^```", readme.read_text(), flags=re.M | re.S)
+    assert blocks, f"no {MARK} blocks in {readme}"
+    return blocks
+
+
+def user_env(home: Path) -> dict[str, str]:
+    """A new shell's environment: no venv on PATH, a HOME of its own, git identity, telemetry off."""
+    keep = {k: os.environ[k] for k in ("LANG", "TMPDIR", "VOCALSEP_CACHE") if k in os.environ}
+    return {**keep, "PATH": BARE_PATH, "HOME": str(home), "GIT_AUTHOR_NAME": "user", "GIT_AUTHOR_EMAIL": "u@x",
+            "GIT_COMMITTER_NAME": "user", "GIT_COMMITTER_EMAIL": "u@x", "DO_NOT_TRACK": "1",
+            "DVC_NO_ANALYTICS": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "TQDM_DISABLE": "1"}
+
+
+def write_songs(folder: Path, params) -> list[dict]:
+    """The user's songs (voice-like and music-like audio, another seed than the demo's) as mp3 and flac."""
+    other = dataclasses.replace(params, demo=dataclasses.replace(params.demo, seed=params.demo.seed + 99))
+    entries = []
+    for role, index in SONGS:
+        name = f"{role}-{index}.{'mp3' if index % 2 else 'flac'}"
+        sf.write(folder / name, synthesize(other, role, index), SAMPLE_RATE)
+        entries.append({"file": name, "role": role, "title": f"My {role} {index}", "license": "CC-BY-4.0 (mine)"})
+    return entries
+
+
+@pytest.fixture(scope="module")
+def after_make_run(tmp_path_factory):
+    """A workspace after `make run` (dvc repro on the demo) with `.venv` -> this environment."""
+    repo = make_tiny_repo(tmp_path_factory.mktemp("readme") / "repo")
+    run(["dvc", "repro"], repo)
+    (repo / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
+    return repo
+
+
+def test_the_venv_tools_work_by_path_without_activation(after_make_run, tmp_path):
+    """`.venv/bin/dvc repro` starts `python -m vocalsep...`: it must be the venv's python, not PATH's."""
+    repo = after_make_run
+    done = subprocess.run([str(repo / ".venv/bin/dvc"), "repro", "-f", "check_params"], cwd=repo,
+                          env=user_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Running stage 'check_params'" in done.stdout
+    which = subprocess.run([str(repo / ".venv/bin/python"), "-c", "import shutil; print(shutil.which('python'))"],
+                           env=user_env(tmp_path), capture_output=True, text=True, timeout=60)
+    assert which.stdout.strip() == str(repo / ".venv/bin/python") or Path(which.stdout.strip()).parent == Path(
+        sys.executable).parent
+
+
+def test_the_readme_commands_run_as_written(after_make_run, tmp_path):
+    repo = after_make_run
+    served = tmp_path / "served"
+    served.mkdir()
+    songs = write_songs(served, load_params(repo / "params.yaml"))
+    sf.write(repo / "song.mp3", np.zeros((22050, 2), np.float32) + 0.01, 44100)
+    sf.write(repo / "other.flac", 0.1 * np.random.default_rng(0).standard_normal((22050, 2)), 44100)
+    blocks = tested_blocks()
+    script = ["set -euo pipefail"]
+    for number, block in enumerate(blocks):
+        for line in block.splitlines():
+            if line.strip() and not line.lstrip().startswith("#"):
+                script += [f"printf '%s\\n' {shlex.quote(f'### {number}: ' + line.split('#')[0].strip())}", line]
+    with serve(served) as (base, requests):
+        manifest = [{"url": f"{base}/{s['file']}", "role": s["role"], "title": s["title"], "license": s["license"]}
+                    for s in songs]
+        (repo / "sources/my-songs.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+        done = subprocess.run(["bash", "-c", "\n".join(script)], cwd=repo, env=user_env(tmp_path),
+                              capture_output=True, text=True, timeout=1200)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-8000:]
+    assert sorted(requests) == sorted(f"/{s['file']}" for s in songs)  # yt-dlp fetched exactly the user's songs
+    sections = dict(re.findall(r"### \d+: ([^\n]+)\n(.*?)(?=### \d+: |\Z)", done.stdout, flags=re.S))
+
+    # dvc exp run -S changed only the line it set, and the experiment is listed with its eval metrics
+    changed = subprocess.run(["git", "diff", "-U0", "HEAD", "--", "params.yaml"], cwd=repo, capture_output=True,
+                             text=True, check=True).stdout
+    edits = [line for line in changed.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    assert [line[:1] for line in edits] == ["-", "+"] and "sources/my-songs.yaml" in edits[1], edits
+    shown = sections["dvc exp show --no-pager --md"]
+    header = next(line for line in shown.splitlines() if "Experiment" in line)
+    row = next(line for line in shown.splitlines() if "my-songs" in line)
+    cells = dict(zip([c.strip() for c in header.split("|")], [c.strip() for c in row.split("|")]))
+    for metric in ("si_sdr", "sdr", "si_sdri", "val_si_sdr"):
+        float(cells[metric])
+    assert "si_sdr" in sections["dvc exp diff"] and "download.sources" in sections["dvc exp diff"]
+
+    # dvc metrics show: numbers only (the registry's text fields live in models/export/registry.json)
+    metrics = sections["dvc metrics show"]
+    for text_field in ("decision", "model_uri", "registered_model", "champion_rescored"):
+        assert text_field not in metrics, metrics
+    assert "promoted" in metrics and "si_sdr" in metrics
+
+    # only the user's audio: no demo generated for this manifest, no demo files left in data/raw
+    assert [p.name for p in (repo / "data/demo").iterdir()] == ["NOT_GENERATED.txt"]
+    raw_files = sorted(p for p in (repo / "data/raw").rglob("*") if p.is_file() and p.parent.name in
+                       ("acapella", "instrumental"))
+    assert len(raw_files) == len(songs)
+
+    # stems: named after the inputs, gitignored, never swept into an experiment
+    for name in ("song", "other"):
+        assert (repo / "stems" / name / "vocals.wav").is_file()
+    assert subprocess.run(["git", "check-ignore", "-q", "stems/song/vocals.wav"], cwd=repo).returncode == 0
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout
+    assert "stems" not in status
+
+    # provenance of the champion: the user's songs with title, URL, licence and sha256
+    # (the experiment's model is champion only if it beat the demo model on the new test set)
+    printed = sections["vocalsep provenance models:/vocalsep@champion"]
+    if json.loads((repo / "models/export/registry.json").read_text())["decision"] == "champion":
+        downloads = [json.loads(line) for line in (repo / "data/raw/downloads.jsonl").read_text().splitlines()]
+        for record in downloads:
+            assert record["url"] in printed and record["title"] in printed and record["sha256"] in printed
+        assert "CC-BY-4.0 (mine)" in printed
+    else:
+        assert "Demo voice 01" in printed and "generated by vocalsep.demo, CC0" in printed
+
+
+def test_the_tested_blocks_cover_the_user_loop():
+    """The README keeps the user's loop under test: activation, experiment, metrics, stems, provenance."""
+    text = "\n".join(tested_blocks())
+    for command in ("source .venv/bin/activate", "dvc exp run", "dvc exp show", "dvc metrics show",
+                    "vocalsep separate", "vocalsep provenance"):
+        assert command in text, command
+    assert next(iter(csv.reader(io.StringIO(tested_blocks()[0].strip()))))[0] == "source .venv/bin/activate"
