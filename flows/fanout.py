@@ -8,6 +8,7 @@ still decides: the fan-out runs only when DVC reports the stage stale, and
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -26,6 +27,7 @@ LOCAL_CLUSTER = {"n_workers": 2, "threads_per_worker": 1, "processes": True}
 @task(task_run_name="normalize {download[role]}/{download[id]}", cache_policy=NO_CACHE)
 def normalize_one(download: dict, params: Params, root: str) -> dict:
     """One downloads.jsonl row -> its manifest row (runs on a Dask worker)."""
+    get_run_logger().info("normalizing %s in worker process %d", download["id"], os.getpid())
     return normalize_file(download, params, Path(root))
 
 

@@ -11,7 +11,7 @@ import soundfile as sf
 import yaml
 
 from vocalsep.config import load_params
-from vocalsep.demo import demo_path, voice, write_corpus
+from vocalsep.demo import demo_path, voice, write_corpus, write_manifest
 from vocalsep.demo_band import band
 from vocalsep.stages.demo import main
 
@@ -74,7 +74,9 @@ def test_stage_cli_writes_the_corpus(repo_root, tmp_path):
     params = yaml.safe_load((repo_root / "params.yaml").read_text())
     params["paths"]["demo"] = str(tmp_path / "demo")
     params["demo"] |= {"acapellas": 1, "instrumentals": 1, "min_seconds": 1.0, "max_seconds": 1.0}
+    params["download"]["sources"] = str(tmp_path / "demo.yaml")  # a manifest that uses this demo folder
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(params))))
+    write_manifest(load_params(tmp_path / "params.yaml"), tmp_path / "demo.yaml")
     assert main(["--params", str(tmp_path / "params.yaml")]) == 0
     for role in ("acapella", "instrumental"):
         assert sf.info(demo_path(tmp_path / "demo", role, 0)).channels == 2

@@ -3,6 +3,8 @@ real `dvc repro` in a tiny copy of the repository. Tests share one copy and run 
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 import time
@@ -192,7 +194,10 @@ def test_dask_normalize_writes_the_serial_manifest(served):
     subprocess.run(["rm", "-rf", str(served / "data/normalized")], check=True)
     flow_run = run_pipeline(served, INGEST, task_runner="dask")
     assert flow_run.state.is_completed(), flow_run.state.message
-    assert "stage normalize ran on Dask" in logs(flow_run.id)
+    text = logs(flow_run.id)
+    assert "stage normalize ran on Dask" in text
+    workers = set(re.findall(r"in worker process (\d+)", text))  # a LocalCluster of 2 processes, not threads
+    assert len(workers) == 2 and str(os.getpid()) not in workers, workers
     fanned = pd.read_parquet(manifest)
     key = ["role", "id"]
     pd.testing.assert_frame_equal(serial.sort_values(key).reset_index(drop=True),
