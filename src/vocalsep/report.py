@@ -64,6 +64,7 @@ def spectrogram_figure(name: str, panels: list[tuple[str, np.ndarray]], rate: in
     figure = Figure(figsize=(10, 6.5), layout="constrained")
     for ax, (title, audio) in zip(figure.subplots(len(panels), 1, sharex=True), panels):
         ax.specgram(audio.mean(axis=0), NFFT=1024, noverlap=768, Fs=rate, cmap="magma", vmin=-140)
+        ax.set_facecolor("black")  # digital silence is -inf dB: drawn as the floor, not as a white hole
         ax.set_title(f"{name}: {title}")
         ax.set_ylabel("Hz")
     figure.axes[-1].set_xlabel("seconds")
@@ -101,7 +102,8 @@ def write_report(folder: Path, summary: dict, table: pd.DataFrame, examples: lis
     rows = "".join(f"<tr><td><a href='#{html.escape(str(r['track']))}'>{html.escape(str(r['track']))}</a></td>"
                    + "".join(f"<td>{_cell(r.get(key))}</td>" for key, _ in COLUMNS) + "</tr>"
                    for r in table.to_dict("records"))
-    medians = "".join(f"<td>{_cell(summary.get(key))}</td>" for key, _ in COLUMNS)
+    medians = "".join(f"<td>{_cell(table[key].median(skipna=True) if key in table else summary.get(key))}</td>"
+                      for key, _ in COLUMNS)  # every column's median over tracks, as eval.json computes its own
     sections = "".join(f"<div id='{html.escape(track.name)}'>{_write_track(folder, track, estimate)}</div>"
                        for track, estimate in examples)
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>{STYLE}</head>"
