@@ -25,22 +25,21 @@ LOCAL_CLUSTER = {"n_workers": 2, "threads_per_worker": 1, "processes": True}
 
 
 @task(task_run_name="normalize {download[role]}/{download[id]}", cache_policy=NO_CACHE)
-def normalize_one(download: dict, params: Params, root: str) -> dict:
-    """One downloads.jsonl row -> its manifest row (runs on a Dask worker)."""
-    get_run_logger().info("normalizing %s in worker process %d", download["id"], os.getpid())
-    return normalize_file(download, params, Path(root))
+def normalize_one(download: dict, params: Params, root: str) -> tuple[dict, int]:
+    """One downloads.jsonl row -> its manifest row, and the worker process that made it (runs on Dask)."""
+    return normalize_file(download, params, Path(root)), os.getpid()
 
 
 @flow(name="normalize-fanout")
-def normalize_files(root: str) -> int:
-    """Normalize every ok download of `root` in parallel and write the manifest; files done."""
+def normalize_files(root: str) -> list[int]:
+    """Normalize every ok download of `root` in parallel and write the manifest; the worker processes used."""
     params = load_params(Path(root) / "params.yaml")
     downloads = read_downloads(params, Path(root))
     # dvc repro starts a stage from empty outputs; do the same so no stale file survives
     shutil.rmtree(Path(root) / params.paths.normalized, ignore_errors=True)
-    rows = normalize_one.map(downloads, unmapped(params), unmapped(root)).result()
-    finish(rows, params, Path(root), get_run_logger())
-    return len(rows)
+    results = normalize_one.map(downloads, unmapped(params), unmapped(root)).result()
+    finish([row for row, _ in results], params, Path(root), get_run_logger())
+    return sorted({pid for _, pid in results})
 
 
 def _is_stale(root: Path) -> bool:
@@ -57,7 +56,9 @@ def normalize_fanout(root: Path, dask_address: str | None = None) -> str:
         logger.info("stage %s skipped: DVC reports it up to date", STAGE)
         return SKIPPED
     runner = DaskTaskRunner(address=dask_address) if dask_address else DaskTaskRunner(cluster_kwargs=LOCAL_CLUSTER)
-    normalize_files.with_options(task_runner=runner)(str(root))
+    workers = normalize_files.with_options(task_runner=runner)(str(root))
+    logger.info("normalized in worker processes %s (the flow runs in process %d)", ", ".join(map(str, workers)),
+                os.getpid())
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:

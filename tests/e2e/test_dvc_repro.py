@@ -101,7 +101,9 @@ def test_a_params_typo_stops_dvc_repro_before_any_stage(repro, typo, named, hint
         assert {p: (repo / p).read_bytes() for p in outputs} == outputs
     finally:
         (repo / "params.yaml").write_text(original)
-    assert "Running stage 'check_params'" in run(["dvc", "repro"], repo)
+    after = run(["dvc", "repro"], repo)  # the check runs again, or DVC's run cache restores its report
+    ran, _ = ran_and_skipped(after)
+    assert ran <= {"check_params"} and ("check_params" in ran or "Stage 'check_params' is cached" in after), after
 
 
 def test_a_stage_that_fails_loses_no_earlier_result(repro):
@@ -119,7 +121,7 @@ def test_a_stage_that_fails_loses_no_earlier_result(repro):
     run(["dvc", "checkout"], repo)
     assert {p: (repo / p).read_bytes() for p in kept} == before
     ran, _ = ran_and_skipped(run(["dvc", "repro"], repo))
-    assert ran == {"check_params"}  # the restored results are the recorded ones: nothing retrains
+    assert ran <= {"check_params"}  # the restored results are the recorded ones: nothing retrains
 
 
 def test_forced_download_keeps_what_it_has(repro):

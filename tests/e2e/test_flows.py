@@ -196,8 +196,9 @@ def test_dask_normalize_writes_the_serial_manifest(served):
     assert flow_run.state.is_completed(), flow_run.state.message
     text = logs(flow_run.id)
     assert "stage normalize ran on Dask" in text
-    workers = set(re.findall(r"in worker process (\d+)", text))  # a LocalCluster of 2 processes, not threads
-    assert len(workers) == 2 and str(os.getpid()) not in workers, workers
+    found = re.search(r"in worker processes ([\d, ]+) \(the flow runs in process (\d+)\)", text)
+    workers = set(found[1].split(", "))  # a LocalCluster of 2 worker processes, not threads
+    assert len(workers) == 2 and found[2] not in workers and str(os.getpid()) not in workers, found[0]
     fanned = pd.read_parquet(manifest)
     key = ["role", "id"]
     pd.testing.assert_frame_equal(serial.sort_values(key).reset_index(drop=True),
