@@ -33,6 +33,7 @@ import resource
 import subprocess
 import sys
 import time
+import dataclasses
 from dataclasses import asdict
 from pathlib import Path
 
@@ -212,31 +213,18 @@ def live_stream(live_params: str, seconds: float, folder: Path, checkpoint: str 
     return result
 
 
-class OrtModel(nn.Module):
-    """An ONNX Runtime session in the separation core's place (same context and stride as the torch model)."""
-
-    def __init__(self, model: nn.Module, path: Path, threads: int):
-        super().__init__()
-        import onnxruntime
-
-        from vocalsep.stages.export import export_onnx
-
-        export_onnx(model, path, 1e-4)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.context, self.stride = model.context, int(getattr(model, "stride", 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.session.run(None, {"mixture": x.numpy()})[0])
-
-
 def onnx_against_eager(params, seconds: float, folder: Path) -> dict:
-    """Real-time factor of the default model through eager torch and through ONNX Runtime (CPU, 2 threads)."""
+    """Real-time factor of the default model through eager torch and through ONNX Runtime (CPU, 2 threads),
+    the latter through `vocalsep.runtime.for_separation`: the path the CLI, evaluate and serving take."""
+    from vocalsep.runtime import for_separation
+
     model = build(params.model)
     rate = params.audio.sample_rate
     eager = real_time_factor(model, params.separate, rate, seconds, "cpu", 2)
-    ort = real_time_factor(OrtModel(model, folder / "default.onnx", THREADS), params.separate, rate, seconds, "cpu", 2)
+    torch.set_num_threads(THREADS)
+    os.environ["VOCALSEP_CACHE"] = str(folder)  # a fresh graph cache: the export is part of the first call
+    runtime = dataclasses.replace(params.separate, device="cpu", runtime="onnxruntime")
+    ort = real_time_factor(for_separation(model, runtime), params.separate, rate, seconds, "cpu", 2)
     faster = "onnxruntime" if ort["real_time_factor"] > eager["real_time_factor"] else "torch"
     row = {"model": asdict(params.model), "torch_eager": eager, "onnxruntime": ort, "faster": faster}
     print(f"onnx vs eager: {row}", file=sys.stderr)
