@@ -181,7 +181,7 @@ def _run_epoch(s: Session, epoch: int) -> None:
         window.append(loss)
         s.progress.step += 1
         bar.update(1)
-        rate = bar.format_dict.get("rate") or 0.0
+        rate = (bar.n - first) / max(time.perf_counter() - started, 1e-9)  # steps/s over this epoch so far
         bar.set_postfix(loss=f"{loss:.4f}", audio_s_per_s=f"{rate * audio_per_step:.1f}", refresh=False)
         if s.progress.step % p.log_every == 0:
             _log_loss(s, distributed.mean_across_ranks(sum(window) / len(window), ctx))
