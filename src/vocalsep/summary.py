@@ -69,6 +69,8 @@ def summary_lines(params: Params) -> list[str]:
         f"            MLFLOW_TRACKING_URI={params.tracking.uri} "
         f"mlflow models serve -m models:/{name}@champion --env-manager local -p 5001   (no limits)",
         "Separate:   vocalsep separate song.mp3 -o separated/",
+        f"Listen:     {Path(p.reports) / 'eval' / 'index.html'}   (every test track: numbers, spectrograms, players)",
+        f"Provenance: vocalsep provenance models:/{name}@champion   (sources, licences, sha256 it learned from)",
     ]
     return lines
 

@@ -40,6 +40,7 @@ def test_summary_marks_missing_outputs_and_reads_metrics(tmp_params):
     assert "registry: vocalsep version 3 is now champion" in lines
     assert "models:/vocalsep@champion" in lines
     assert "vocalsep serve -m models:/vocalsep@champion" in lines  # the entry point with request limits
+    assert "eval/index.html" in lines and "vocalsep provenance models:/vocalsep@champion" in lines
 
 
 def test_cli_reports_a_bad_params_file_in_one_line(tmp_path, capsys):
