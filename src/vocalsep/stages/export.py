@@ -34,7 +34,7 @@ from vocalsep import provenance, tracking
 from vocalsep.config import Params
 from vocalsep.errors import StageError
 from vocalsep.model import load_checkpoint, load_model, save_checkpoint
-from vocalsep.model.onnx import export_onnx_graph
+from vocalsep.model.onnx import check_lengths, compare_graph, export_onnx_graph
 from vocalsep.serving import (AUDIO_PARAM, CHANNELS, CHECKPOINT_ARTIFACT, CONFIG_ARTIFACT, ServingConfig,
                               beats_champion, checkpoint_from_uri)
 from vocalsep.separate import checkpoint_sample_rate
@@ -47,32 +47,6 @@ TESTSET_TAG = "testset_hash"  # version tag: the test set its metrics were measu
 # What the served model imports (vocalsep's own code ships with it): pinned to this environment.
 SERVING_DISTRIBUTIONS = ("torch", "numpy", "soundfile", "soxr", "safetensors", "mlflow", "pyloudnorm", "pyyaml", "tqdm",
                          "imageio-ffmpeg")
-
-
-def check_lengths(model: nn.Module) -> tuple[int, int]:
-    """Two input lengths for the graph checks: one and about three receptive fields (odd, to catch rounding)."""
-    field = max(int(getattr(model, "receptive_field", 256)), 256)
-    return field + 1, 3 * field + 101
-
-
-def compare_graph(name: str, run: Callable[[torch.Tensor], np.ndarray], model: nn.Module,
-                  lengths: Sequence[int], tolerance: float) -> float:
-    """Max |exported - eager| over random `(2, 2, n)` inputs of each length; StageError above `tolerance`."""
-    generator = torch.Generator().manual_seed(0)
-    worst = 0.0
-    for n in lengths:
-        mixture = torch.randn(2, CHANNELS, n, generator=generator) * 0.1
-        with torch.inference_mode():
-            expected = model(mixture).numpy()
-        got = run(mixture)
-        if got.shape != expected.shape:
-            raise StageError(f"{name}: output shape {got.shape} differs from eager {expected.shape} at {n} samples")
-        worst = max(worst, float(np.abs(got - expected).max()))
-    if not worst < tolerance:
-        raise StageError(f"{name}: max |exported - eager| = {worst:.3g} exceeds export.tolerance {tolerance:g}; "
-                         "the graph does not reproduce the model, do not ship it")
-    log.info("%s matches eager: max abs diff %.3g over lengths %s", name, worst, list(lengths))
-    return worst
 
 
 def export_torchscript(model: nn.Module, path: Path, tolerance: float) -> float:
