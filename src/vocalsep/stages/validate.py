@@ -29,8 +29,9 @@ import pandas as pd
 
 from vocalsep.config import Params
 from vocalsep.errors import StageError
+from vocalsep.provenance import read_downloads
 from vocalsep.sources import ROLES
-from vocalsep.stages import DOWNLOADS_NAME, MANIFEST_NAME
+from vocalsep.stages import MANIFEST_NAME
 from vocalsep.stages._cli import run_stage
 from vocalsep.stages.normalize import MANIFEST_COLUMNS
 
@@ -160,15 +161,6 @@ NOT_NULL = "expect_column_values_to_not_be_null"
 def _cause_rank(name: str) -> tuple[int, int]:
     column = name[name.index("(") + 1:-1]
     return (name.startswith(NOT_NULL), CAUSE_ORDER.index(column) if column in CAUSE_ORDER else len(CAUSE_ORDER))
-
-
-def read_downloads(raw: Path) -> dict[str, dict]:
-    """downloads.jsonl of the download stage by source id ({} when absent): titles and URLs for the report."""
-    path = raw / DOWNLOADS_NAME
-    if not path.is_file():
-        return {}
-    records = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
-    return {r["id"]: r for r in records if isinstance(r, dict) and "id" in r}
 
 
 def _quarantined(row: Any, downloads: dict[str, dict]) -> list[str]:
