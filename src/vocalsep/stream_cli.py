@@ -105,20 +105,18 @@ def _device(sd, name: str, kind: str) -> int | str:
 class _DeviceInput:
     """Blocks recorded from an audio device, as `_blocks` yields them from a byte stream."""
 
-    def __init__(self, sd, device: int | str, rate: int, channels: int, frames: int, seconds: float | None):
+    def __init__(self, sd, device: int | str, rate: int, channels: int, frames: int):
         self.stream = sd.InputStream(device=device, samplerate=rate, channels=channels, dtype="float32",
                                      blocksize=frames)
-        self.frames, self.channels, self.limit = frames, channels, None if seconds is None else round(seconds * rate)
+        self.frames, self.channels = frames, channels
         self.overflows = 0
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        read = 0
+        """Blocks until the consumer stops (`_limited`, Ctrl-C); closing the generator closes the stream."""
         with self.stream:
-            while self.limit is None or read < self.limit:
-                frames = self.frames if self.limit is None else min(self.frames, self.limit - read)
-                data, overflowed = self.stream.read(frames)
+            while True:
+                data, overflowed = self.stream.read(self.frames)
                 self.overflows += bool(overflowed)
-                read += data.shape[0]
                 yield np.repeat(data, 2, axis=1) if self.channels == 1 else np.ascontiguousarray(data)
 
 
@@ -178,16 +176,19 @@ def _blocks(stream: BinaryIO, frames: int, channels: int, fmt: str) -> Iterator[
 
 
 def _limited(blocks: Iterator[np.ndarray], limit: int | None) -> Iterator[np.ndarray]:
-    """The first `limit` frames of `blocks` (all of them when None)."""
+    """The first `limit` frames of `blocks` (all of them when None); then `blocks` is closed (a device stops)."""
     left = limit
-    for block in blocks:
-        if left is not None:
-            block = block[:left]
-            left -= block.shape[0]
-        if block.shape[0]:
-            yield block
-        if left == 0:
-            return
+    try:
+        for block in blocks:
+            if left is not None:
+                block = block[:left]
+                left -= block.shape[0]
+            if block.shape[0]:
+                yield block
+            if left == 0:
+                return
+    finally:
+        getattr(blocks, "close", lambda: None)()
 
 
 def _decode(data: bytes, channels: int, dtype: str) -> np.ndarray:
@@ -270,8 +271,8 @@ def run(args: argparse.Namespace, stream_params: StreamParams, separate: Separat
     writer = _Writer(out, rate, channels, fmt, device_out)
     in_block = max(1, round(block * rate / model_rate))
     limit = None if args.seconds is None else round(args.seconds * rate)
-    source = (_DeviceInput(sd, device_in, rate, channels, in_block, args.seconds) if args.input_device
-              else _limited(_blocks(stream, in_block, channels, fmt), limit))
+    device_input = _DeviceInput(sd, device_in, rate, channels, in_block) if args.input_device else None
+    source = _limited(iter(device_input) if device_input else _blocks(stream, in_block, channels, fmt), limit)
     timings, underruns, read, written = [], 0, 0, 0
     start = time.perf_counter()
     try:
@@ -304,7 +305,7 @@ def run(args: argparse.Namespace, stream_params: StreamParams, separate: Separat
                                  "max": round(1000 * float(per_block.max()), 2)},
             "realtime": live, "underruns": underruns if live else None,
             "input_device": args.input_device, "output_device": args.output_device,
-            "input_overflows": source.overflows if args.input_device else None,
+            "input_overflows": device_input.overflows if device_input else None,
             "output_underflows": device_out.underflows if device_out else None,
             "input_seconds": round(read / rate, 3), "wall_seconds": round(time.perf_counter() - start, 3),
             "frames_written": written}
