@@ -31,6 +31,7 @@ from tests.e2e.audio_server import serve
 from tests.tiny_repo import REPO_ROOT, make_tiny_repo, run
 from vocalsep.config import load_params
 from vocalsep.demo import SAMPLE_RATE, synthesize
+from vocalsep.env import TELEMETRY_OFF
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -49,10 +50,8 @@ def readme_blocks(readme: Path = REPO_ROOT / "README.md") -> list[str]:
 def user_env(home: Path) -> dict[str, str]:
     """A new shell's environment: no venv on PATH, a HOME of its own, git identity, telemetry off."""
     keep = {k: os.environ[k] for k in ("LANG", "TMPDIR", "VOCALSEP_CACHE") if k in os.environ}
-    return {**keep, "PATH": BARE_PATH, "HOME": str(home), "GIT_AUTHOR_NAME": "user", "GIT_AUTHOR_EMAIL": "u@x",
-            "GIT_COMMITTER_NAME": "user", "GIT_COMMITTER_EMAIL": "u@x", "DO_NOT_TRACK": "1",
-            "DVC_NO_ANALYTICS": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "false",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "TQDM_DISABLE": "1"}
+    return {**keep, **TELEMETRY_OFF, "PATH": BARE_PATH, "HOME": str(home), "GIT_AUTHOR_NAME": "user",
+            "GIT_AUTHOR_EMAIL": "u@x", "GIT_COMMITTER_NAME": "user", "GIT_COMMITTER_EMAIL": "u@x", "TQDM_DISABLE": "1"}
 
 
 def write_songs(folder: Path, params) -> list[dict]:
