@@ -15,7 +15,7 @@ validation costs more CPU than that, after as much training CPU as it cost)
 and at the end the model is scored on the fixed validation mixtures (the
 loop's `validate`, mean SI-SDR); the best is kept in
 `<out>/best.pt`, a self-describing checkpoint (class, kwargs, weights,
-params) that `vocalsep.separate.load_separator` loads. The validation
+params) that `vocalsep.loading.load_separator` loads. The validation
 mixtures are `--val-seconds` long (default: the params file's own
 `data.segment_seconds`, before `--set`), so runs with different training
 segments still score the same audio.

@@ -68,7 +68,7 @@ import quality  # noqa: E402  (benchmarks/quality.py: the real mixtures and thei
 from vocalsep.config import Params, load_params  # noqa: E402
 from vocalsep.errors import VocalsepError  # noqa: E402
 from vocalsep.model.checkpoint import load_checkpoint  # noqa: E402
-from vocalsep.separate import model_from_checkpoint  # noqa: E402
+from vocalsep.loading import model_from_checkpoint  # noqa: E402
 
 log = logging.getLogger("peers")
 

@@ -27,7 +27,7 @@ seed, count, length, spec hash and recipe stay the same.
 
 Systems: `mixture` (the mixture as the vocals estimate), `silence` (zeros),
 `irm` (ideal-ratio-mask oracle) and every `--model NAME=SPEC`
-(`vocalsep.separate.load_separator`: checkpoint path, MLflow URI or
+(`vocalsep.loading.load_separator`: checkpoint path, MLflow URI or
 `pretrained`), run through `separate_at_rate` with params.yaml's `separate`
 settings and 2 torch threads; `real_time_factor` is seconds of audio per
 wall-clock second of separation. Metrics are the evaluate stage's own (`track_metrics`):
@@ -73,7 +73,8 @@ from vocalsep.audio import (block_rms_db, integrated_loudness, normalize_loudnes
 from vocalsep.config import Params, ParamsError, load_params
 from vocalsep.corpus import RESERVED, JoinParams, build_corpus, sha256_file
 from vocalsep.errors import VocalsepError
-from vocalsep.separate import load_separator, separate_at_rate
+from vocalsep.loading import load_separator
+from vocalsep.separate import separate_at_rate
 from vocalsep.stages.evaluate import Track, track_metrics
 
 log = logging.getLogger("quality")

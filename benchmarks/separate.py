@@ -145,7 +145,7 @@ STREAM_PROBE = """
 import sys, torch
 from pathlib import Path
 from vocalsep.config import load_params
-from vocalsep.separate import load_separator
+from vocalsep.loading import load_separator
 from vocalsep.streaming import stream_file
 torch.set_num_threads(int(sys.argv[3]))
 params = load_params(sys.argv[2]).separate

@@ -85,7 +85,7 @@ def vm(pid: int, key: str) -> float:
 
 def offline_rate(model_uri: str, seconds: float, threads: int) -> float:
     """Audio-seconds per wall second of the separation core alone, on the served model, best of 3."""
-    from vocalsep.separate import load_separator
+    from vocalsep.loading import load_separator
 
     torch.set_num_threads(threads)
     model, model_rate = load_separator(model_uri, "cpu")

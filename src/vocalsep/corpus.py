@@ -30,7 +30,7 @@ import numpy as np
 import soundfile as sf
 import yaml
 
-from vocalsep.audio import read_audio, resample
+from vocalsep.audio import read_audio
 from vocalsep.errors import VocalsepError
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from vocalsep.errors import VocalsepError
-from vocalsep.model.checkpoint import build_model, full_kwargs
-from vocalsep.separate import checkpoint_sample_rate
+from vocalsep.model.checkpoint import build_model, checkpoint_sample_rate, full_kwargs
 
 PRETRAINED = "pretrained"  # the name users pass as --model
 WEIGHTS_NAME = "vocalsep-base.safetensors"

@@ -115,7 +115,7 @@ def load_for(spec: str) -> dict[str, Any]:
                       "the shipped base model (pretrained/)")
     if spec.startswith(("models:/", "runs:/")):
         from vocalsep.config import DEFAULT_PARAMS, TrackingParams, load_params
-        from vocalsep.tracking import download_model_artifacts
+        from vocalsep.registry import download_model_artifacts
 
         tracking = load_params(DEFAULT_PARAMS).tracking if DEFAULT_PARAMS.exists() else TrackingParams()
         folder = Path(download_model_artifacts(spec, tracking))

@@ -32,7 +32,7 @@ from torch import nn
 from vocalsep.config import SeparateParams
 from vocalsep.errors import VocalsepError
 from vocalsep.model.onnx import INPUT, check_lengths, compare_graph, export_onnx_graph
-from vocalsep.separate import resolve_device
+from vocalsep.devices import pick_device
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def onnx_graph(model: nn.Module) -> Path:
 
 def for_separation(model: nn.Module, separate: SeparateParams) -> nn.Module:
     """`model` as the separation core should run it: an ONNX Runtime session on CPU where that is faster."""
-    device = resolve_device(separate.device)
+    device = pick_device(separate.device, "separate.device")
     name = type(model).__name__
     wanted = separate.runtime == "onnxruntime" or (separate.runtime == "auto" and name in ONNX_FASTER)
     if device.type != "cpu" or not wanted:

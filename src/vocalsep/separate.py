@@ -15,12 +15,9 @@ The chunked output therefore equals one whole-song pass up to float rounding.
 from __future__ import annotations
 
 import contextvars
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -31,12 +28,7 @@ from vocalsep.audio import resample
 from vocalsep.config import SeparateParams
 from vocalsep.devices import pick_device
 from vocalsep.errors import VocalsepError
-from vocalsep.model import load_checkpoint, model_from_state
 
-MODEL_URI_SCHEMES = ("models:/", "runs:/")
-MODEL_SPECS = ("use auto, pretrained, a local checkpoint file (models/checkpoints/best.pt), models:/NAME@ALIAS, "
-               "models:/NAME/VERSION or runs:/RUN_ID/PATH (download a remote checkpoint first)")
-DEFAULT_SAMPLE_RATE = 44100  # of checkpoints whose params lack audio.sample_rate
 
 
 def chunk_offsets(length: int, chunk: int, hop: int) -> list[int]:
@@ -97,11 +89,6 @@ def context_window(start: int, chunk: int, length: int, context: tuple[int, int]
         aligned = begin - begin % stride
         return aligned, min(length - aligned, size + stride)
     return begin, size
-
-
-def resolve_device(name: str, key: str = "separate.device") -> torch.device:
-    """`auto` picks CUDA when present, else CPU; `cuda` without a GPU is an error naming `key`."""
-    return pick_device(name, key)
 
 
 # A deadline for the separation running in this context (the server sets one per request; asyncio
@@ -204,7 +191,7 @@ def separate_with_params(
         chunk_samples=max(1, round(params.chunk_seconds * sample_rate)),
         overlap_samples=round(params.overlap_seconds * sample_rate),
         batch_size=params.batch_size,
-        device=resolve_device(params.device),
+        device=pick_device(params.device, "separate.device"),
         progress=progress,
     )
 
@@ -227,36 +214,3 @@ def separate_at_rate(model: nn.Module, model_rate: int, mixture: np.ndarray, rat
     at_model_rate = resample(np.ascontiguousarray(mixture, dtype=np.float32), rate, model_rate)
     vocals = separate_with_params(model, at_model_rate.T, model_rate, params, progress=progress).T
     return fit_length(resample(np.ascontiguousarray(vocals), model_rate, rate), mixture.shape[0])
-
-
-def checkpoint_path(spec: str) -> Path:
-    """A local checkpoint path, or the checkpoint behind a `models:/...` or `runs:/...` MLflow URI."""
-    if spec.startswith(MODEL_URI_SCHEMES):
-        from vocalsep.serving import checkpoint_from_uri
-
-        return Path(checkpoint_from_uri(spec))
-    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]+):", spec)
-    if scheme:  # https://, s3://, file:... would become a mangled path ("https:/host/...")
-        raise VocalsepError(f"{spec}: a {scheme[1]}: URL is not a model spec vocalsep reads; {MODEL_SPECS}")
-    return Path(spec)
-
-
-def model_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu") -> tuple[nn.Module, int]:
-    """Rebuild a checkpoint's model (eval mode, on `device`) and read its rate (params audio.sample_rate)."""
-    return model_from_state(ckpt).to(resolve_device(str(device))), checkpoint_sample_rate(ckpt)
-
-
-def checkpoint_sample_rate(ckpt: dict[str, Any]) -> int:
-    """The rate a checkpoint's model was trained at (its params' audio.sample_rate)."""
-    return int(((ckpt.get("params") or {}).get("audio") or {}).get("sample_rate", DEFAULT_SAMPLE_RATE))
-
-
-def load_separator(spec: str, device: str | torch.device = "cpu") -> tuple[nn.Module, int]:
-    """The model of a checkpoint path, an MLflow model URI or `pretrained` (eval mode, on `device`) and its rate."""
-    if spec == "pretrained":
-        from vocalsep.pretrained import load_pretrained
-
-        model, rate = load_pretrained()
-        return model.to(resolve_device(str(device))), rate
-    return model_from_checkpoint(load_checkpoint(checkpoint_path(spec), map_location="cpu"), device)
-

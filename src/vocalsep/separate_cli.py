@@ -34,12 +34,13 @@ from torch import nn
 from tqdm import tqdm
 
 from vocalsep.audio import read_audio, to_stereo
-from vocalsep.config import ParamsError, SeparateParams, load_params
+from vocalsep.config import Params, ParamsError, SeparateParams, TrackingParams, load_params
 from vocalsep.errors import VocalsepError
 from vocalsep.model import load_checkpoint
 from vocalsep.pretrained import PRETRAINED
 from vocalsep.runtime import OrtSeparator, for_separation
-from vocalsep.separate import checkpoint_path, load_separator, model_from_checkpoint, separate_at_rate
+from vocalsep.loading import checkpoint_path, load_separator, model_from_checkpoint
+from vocalsep.separate import separate_at_rate
 from vocalsep.streaming import stream_file
 
 DEFAULT_MODEL = "auto"
@@ -69,9 +70,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def separate_params(path: Path, device: str | None, runtime: str | None = None) -> SeparateParams:
-    """The `separate` section of `path` (defaults when the default file is absent), device and runtime overridden."""
-    params = load_params(path).separate if path.exists() or path != Path("params.yaml") else SeparateParams()
+def cli_params(path: Path) -> Params:
+    """The params of `path`; defaults when the default file (params.yaml) is absent."""
+    return load_params(path) if path.exists() or path != Path("params.yaml") else Params()
+
+
+def separate_params(params: SeparateParams, device: str | None, runtime: str | None = None) -> SeparateParams:
+    """`params` with device and runtime overridden by the command line."""
     params = dataclasses.replace(params, device=device) if device else params
     return dataclasses.replace(params, runtime=runtime) if runtime else params
 
@@ -99,7 +104,7 @@ def trained_on_demo_only(ckpt: dict) -> bool:
     return corpus == "none" and Path(str(sources)).name == "demo.yaml"
 
 
-def choose_model(device: str) -> tuple[nn.Module, int, str]:
+def choose_model(device: str, tracking: TrackingParams | None = None) -> tuple[nn.Module, int, str]:
     """`--model auto`: the champion when it learned from real recordings, else the base model; and why.
 
     After `make run` the champion has only heard the synthetic demo, which
@@ -107,7 +112,7 @@ def choose_model(device: str) -> tuple[nn.Module, int, str]:
     shipped base model unless the user names the champion.
     """
     try:
-        ckpt = load_checkpoint(checkpoint_path(CHAMPION), map_location="cpu")
+        ckpt = load_checkpoint(checkpoint_path(CHAMPION, tracking), map_location="cpu")
     except VocalsepError as err:
         why = f"the registry has no champion yet ({str(err).splitlines()[0][:160]})"
     else:
@@ -185,11 +190,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_output_folder(args.out)
         names = output_names(args.inputs, args.name)
-        params = separate_params(args.params, args.device, args.runtime)
+        settings = cli_params(args.params)
+        params = separate_params(settings.separate, args.device, args.runtime)
         if args.model == DEFAULT_MODEL:
-            model, model_rate, which = choose_model(params.device)
+            model, model_rate, which = choose_model(params.device, settings.tracking)
         else:
-            (model, model_rate), which = load_separator(args.model, params.device), args.model
+            (model, model_rate), which = load_separator(args.model, params.device, settings.tracking), args.model
         model = for_separation(model, params)  # CPU: ONNX Runtime where it is faster (separate.runtime)
     except (ParamsError, VocalsepError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""The served model: an MLflow pyfunc around the separation core, and the promotion rule.
+"""The served model: an MLflow pyfunc around the separation core, and its request checks.
 
 The pyfunc takes either form of a request (see docs/serving.md):
 
@@ -9,8 +9,8 @@ The pyfunc takes either form of a request (see docs/serving.md):
   answer is `{"vocals_base64": <32-bit float WAV at the input's rate>}`.
 
 Bad requests raise MLflow's INVALID_PARAMETER_VALUE error, which the scoring
-server answers with HTTP 400 and the message. This module imports nothing of
-MLflow but the PythonModel base class; MLflow calls live in `vocalsep.tracking`.
+server answers with HTTP 400 and the message. The promotion rule and the
+registry live in `vocalsep.registry`, loading a model in `vocalsep.loading`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import io
 import json
 import math
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,12 @@ import numpy as np
 import soundfile as sf
 from mlflow.pyfunc import PythonModel
 
-from vocalsep.config import DEFAULT_PARAMS, Params, SeparateParams, TrackingParams, load_params
-from vocalsep.errors import AudioError, VocalsepError
+from vocalsep.audio import ffmpeg_report, read_bytes, to_stereo
+from vocalsep.config import Params, SeparateParams
+from vocalsep.errors import AudioError
+from vocalsep.model import load_model
+from vocalsep.runtime import for_separation
+from vocalsep.separate import separate_at_rate, separate_with_params
 
 CHECKPOINT_ARTIFACT = "checkpoint"
 CONFIG_ARTIFACT = "serving_config"
@@ -70,9 +75,11 @@ class ServingConfig:
 
 
 def _invalid(message: str) -> Exception:
-    from vocalsep.tracking import invalid_input
+    """The error for a bad request: MLflow's scoring server answers it with HTTP 400 and `message`."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-    return invalid_input(message)
+    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
 
 
 def mixture_from_array(model_input: Any, max_frames: int) -> np.ndarray:
@@ -94,8 +101,6 @@ def mixture_from_array(model_input: Any, max_frames: int) -> np.ndarray:
 
 def decode_audio(encoded: Any, max_seconds: float) -> tuple[np.ndarray, int]:
     """base64 audio file -> (stereo mixture `(frames, 2)` at the file's rate, that rate)."""
-    from vocalsep.audio import read_bytes, to_stereo
-
     if not isinstance(encoded, str):
         raise _invalid(f"{AUDIO_PARAM}: expected a base64 string, got {type(encoded).__name__}")
     try:
@@ -123,10 +128,6 @@ def _header_seconds(data: bytes) -> float | None:
 
 def container_seconds(data: bytes) -> float | None:
     """`Duration:` of ffmpeg's input report (it opens the container and decodes nothing), else None."""
-    import tempfile
-
-    from vocalsep.audio import ffmpeg_report
-
     with tempfile.NamedTemporaryFile(prefix="vocalsep-probe-") as tmp:
         tmp.write(data)
         tmp.flush()
@@ -152,13 +153,9 @@ class VocalSeparator(PythonModel):
     """MLflow pyfunc: the separation core around a self-describing checkpoint."""
 
     def load_context(self, context: Any) -> None:
-        from vocalsep.model import load_model
-
         self.config = ServingConfig.read(context.artifacts[CONFIG_ARTIFACT])
         origin = context.artifacts.get(PROVENANCE_PARAM)
         self.provenance = json.loads(Path(origin).read_text()) if origin else None
-        from vocalsep.runtime import for_separation
-
         # CPU: ONNX Runtime where it is faster (separate.runtime); the graph is exported once per model
         self.model = for_separation(load_model(context.artifacts[CHECKPOINT_ARTIFACT]), self.config.separate)
 
@@ -175,46 +172,10 @@ class VocalSeparator(PythonModel):
 
     def separate_mixture(self, mixture: np.ndarray) -> np.ndarray:
         """`(2, samples)` at the model's rate -> vocals `(2, samples)`."""
-        from vocalsep.separate import separate_with_params
-
         return separate_with_params(self.model, mixture, self.config.sample_rate, self.config.separate)
 
     def separate_encoded(self, encoded: str) -> str:
         """base64 audio file -> base64 WAV of the vocals at the input's rate and length."""
-        from vocalsep.separate import separate_at_rate
-
         mixture, input_rate = decode_audio(encoded, self.config.max_seconds)
         vocals = separate_at_rate(self.model, self.config.sample_rate, mixture, input_rate, self.config.separate)
         return encode_wav(vocals.T, input_rate)
-
-
-def beats_champion(new_metric: float, champion_metric: float | None) -> bool:
-    """The promotion rule: a new version becomes champion only by a strictly better metric.
-
-    No champion yet (None) lets any finite metric win; NaN never wins, and a
-    champion whose metric is unknown (NaN) is replaced by any finite one.
-    """
-    if not math.isfinite(new_metric):
-        return False
-    return champion_metric is None or not math.isfinite(champion_metric) or new_metric > champion_metric
-
-
-def checkpoint_from_uri(uri: str, tracking: TrackingParams | None = None) -> Path:
-    """The local checkpoint behind `models:/name@alias`, `models:/name/version` or `runs:/...`.
-
-    The store is `MLFLOW_TRACKING_URI` when set, else `tracking.uri` (default:
-    params.yaml's in the working directory). Downloads the model's artifacts
-    and returns the path of the one `.pt` file among them.
-    """
-    from vocalsep.tracking import download_model_artifacts
-
-    if tracking is None:
-        tracking = load_params(DEFAULT_PARAMS).tracking if DEFAULT_PARAMS.exists() else TrackingParams()
-    local = Path(download_model_artifacts(uri, tracking))
-    if local.is_file():
-        return local
-    found = sorted(local.rglob("*.pt"))
-    if len(found) != 1:
-        raise VocalsepError(f"{uri}: expected one checkpoint (.pt) in the model's artifacts, found {len(found)}; "
-                            "point at a model logged by the export stage")
-    return found[0]

@@ -37,6 +37,7 @@ import json
 import sys
 import time
 import wave
+from dataclasses import dataclass, field
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -44,9 +45,11 @@ from typing import BinaryIO
 import numpy as np
 import soundfile as sf
 
-from vocalsep.config import ParamsError, SeparateParams, StreamParams, load_params
+from vocalsep.config import ParamsError, SeparateParams, StreamParams, TrackingParams, load_params
 from vocalsep.errors import VocalsepError
-from vocalsep.separate import fit_length, load_separator, resolve_device
+from vocalsep.devices import pick_device
+from vocalsep.loading import load_separator
+from vocalsep.separate import fit_length
 from vocalsep.streaming import StreamingCore, _Resampler
 
 FORMATS = {"f32le": ("<f4", 4), "s16le": ("<i2", 2)}
@@ -238,15 +241,63 @@ def _warm_up(core: StreamingCore, block: int) -> None:
             core.model(torch.zeros(1, 2, window, device=core.device))
 
 
-def run(args: argparse.Namespace, stream_params: StreamParams, separate: SeparateParams) -> dict:
+@dataclass
+class _Plan:
+    """The stream's timing: block and lookahead in model samples, latencies in seconds."""
+
+    block: int
+    lookahead: int
+    latency: float
+    playback: float
+
+
+def _plan(core: StreamingCore, block: int, model_rate: int) -> _Plan:
+    stride = core.stride
+    lookahead = core.context[1] + stride
+    waited = -(-lookahead // block) * block  # input comes a block at a time: the lookahead in whole blocks
+    latency = (block + waited) / model_rate
+    return _Plan(block, lookahead, latency, latency + block / model_rate)  # playback: one block for compute
+
+
+def _announce(plan: _Plan, model: str, model_rate: int) -> None:
+    waited = plan.latency * model_rate - plan.block
+    print(f"vocalsep stream: latency {1000 * plan.latency:.0f} ms = block {1000 * plan.block / model_rate:.0f} ms + "
+          f"lookahead {1000 * plan.lookahead / model_rate:.0f} ms in whole blocks ({1000 * waited / model_rate:.0f} ms)"
+          f" (model {model} at {model_rate} Hz); playback latency {1000 * plan.playback:.0f} ms with one block "
+          "for compute", file=sys.stderr, flush=True)
+
+
+def _open_core(args: argparse.Namespace, stream_params: StreamParams, separate: SeparateParams,
+               tracking: TrackingParams | None) -> tuple[StreamingCore, int, _Plan]:
     import torch
 
     from vocalsep.runtime import for_separation
 
     torch.set_num_threads(stream_params.threads)
-    separate_device = str(resolve_device(separate.device))  # auto: CUDA when present, else CPU
-    model, model_rate = load_separator(args.model, separate_device)
+    device = pick_device(separate.device, "separate.device")  # auto: CUDA when present, else CPU
+    model, model_rate = load_separator(args.model, device, tracking)
     model = for_separation(model, separate)  # CPU: ONNX Runtime where it is faster (separate.runtime)
+    stride = int(getattr(model, "stride", 1))
+    block = max(stride, round(stream_params.block_seconds * model_rate / stride) * stride)
+    core = StreamingCore(model, chunk_samples=block, overlap_samples=0, batch_size=1, device=device)
+    plan = _plan(core, block, model_rate)
+    _announce(plan, args.model, model_rate)
+    _warm_up(core, plan.block)  # the first call allocates and picks kernels: not on the live clock
+    return core, model_rate, plan
+
+
+@dataclass
+class _Ends:
+    """Where the stream comes from and goes to, at the input's rate."""
+
+    source: Iterator[np.ndarray]
+    writer: _Writer
+    rate: int
+    device_input: _DeviceInput | None
+    device_out: _DeviceOutput | None
+
+
+def _open_ends(args: argparse.Namespace, block: int, model_rate: int) -> _Ends:
     sd = _sounddevice() if args.input_device or args.output_device else None
     if args.input_device:
         device_in, (rate, channels, fmt) = _device(sd, args.input_device, "input"), (args.rate, args.channels, "f32le")
@@ -254,61 +305,73 @@ def run(args: argparse.Namespace, stream_params: StreamParams, separate: Separat
         stream, rate, channels, fmt = _reader(args)
     device_out = _DeviceOutput(sd, _device(sd, args.output_device, "output"), rate) if args.output_device else None
     out = args.out if args.out is not None else (None if device_out else "-")
-    live = args.realtime or bool(args.input_device)  # a device delivers in real time by itself
-    stride = int(getattr(model, "stride", 1))
-    block = max(stride, round(stream_params.block_seconds * model_rate / stride) * stride)
-    core = StreamingCore(model, chunk_samples=block, overlap_samples=0, batch_size=1, device=separate_device)
-    down, up = _Resampler(rate, model_rate, 2), _Resampler(model_rate, rate, 2)
-    lookahead = core.context[1] + stride
-    waited = -(-lookahead // block) * block  # input comes a block at a time: the lookahead in whole blocks
-    latency = (block + waited) / model_rate
-    playback = latency + block / model_rate  # a player also leaves one block's time for the compute
-    print(f"vocalsep stream: latency {1000 * latency:.0f} ms = block {1000 * block / model_rate:.0f} ms + "
-          f"lookahead {1000 * lookahead / model_rate:.0f} ms in whole blocks ({1000 * waited / model_rate:.0f} ms) "
-          f"(model {args.model} at {model_rate} Hz); playback latency {1000 * playback:.0f} ms with one block "
-          "for compute", file=sys.stderr, flush=True)
-    _warm_up(core, block)  # the first call allocates and picks kernels: not on the live clock
-    writer = _Writer(out, rate, channels, fmt, device_out)
     in_block = max(1, round(block * rate / model_rate))
     limit = None if args.seconds is None else round(args.seconds * rate)
     device_input = _DeviceInput(sd, device_in, rate, channels, in_block) if args.input_device else None
     source = _limited(iter(device_input) if device_input else _blocks(stream, in_block, channels, fmt), limit)
-    timings, underruns, read, written = [], 0, 0, 0
+    return _Ends(source, _Writer(out, rate, channels, fmt, device_out), rate, device_input, device_out)
+
+
+@dataclass
+class _Tally:
+    timings: list[float] = field(default_factory=list)
+    underruns: int = 0
+    read: int = 0
+    written: int = 0
+
+
+def _pump(core: StreamingCore, ends: _Ends, model_rate: int, playback: float, pace: bool, live: bool) -> _Tally:
+    """Every input block through the core to the writer; `pace` holds a file source to its real-time clock."""
+    rate, tally = ends.rate, _Tally()
+    down, up = _Resampler(rate, model_rate, 2), _Resampler(model_rate, rate, 2)
     start = time.perf_counter()
-    try:
-        for samples in source:
-            read += samples.shape[0]
-            if args.realtime and not args.input_device:  # a live source delivers a block once it has been played
-                delay = start + read / rate - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-            began = time.perf_counter()
-            vocals = up(core.push(down(samples).T).T)
-            timings.append(time.perf_counter() - began)
-            if vocals.shape[0]:
-                if live and time.perf_counter() > start + written / rate + playback:
-                    underruns += 1  # a player that started `playback` after the input would have run dry
-                writer.write(vocals)
-                written += vocals.shape[0]
-        tail = up(core.push(down(np.zeros((0, 2), np.float32), last=True).T).T)
-        tail = fit_length(np.concatenate([tail, up(core.finish().T, last=True)]), max(0, read - written))
-        writer.write(tail)
-        written += tail.shape[0]
-    finally:
-        writer.close()
-    per_block = np.asarray(timings or [0.0])
-    return {"latency_ms": round(1000 * latency, 1), "playback_latency_ms": round(1000 * playback, 1),
-            "block_ms": round(1000 * block / model_rate, 2),
-            "lookahead_ms": round(1000 * lookahead / model_rate, 2), "blocks": len(timings),
+    for samples in ends.source:
+        tally.read += samples.shape[0]
+        if pace:  # a live source delivers a block once it has been played
+            time.sleep(max(0.0, start + tally.read / rate - time.perf_counter()))
+        began = time.perf_counter()
+        vocals = up(core.push(down(samples).T).T)
+        tally.timings.append(time.perf_counter() - began)
+        if vocals.shape[0]:
+            if live and time.perf_counter() > start + tally.written / rate + playback:
+                tally.underruns += 1  # a player that started `playback` after the input would have run dry
+            ends.writer.write(vocals)
+            tally.written += vocals.shape[0]
+    tail = up(core.push(down(np.zeros((0, 2), np.float32), last=True).T).T)
+    tail = fit_length(np.concatenate([tail, up(core.finish().T, last=True)]), max(0, tally.read - tally.written))
+    ends.writer.write(tail)
+    tally.written += tail.shape[0]
+    return tally
+
+
+def _report(args: argparse.Namespace, plan: _Plan, model_rate: int, ends: _Ends, tally: _Tally, live: bool,
+            wall: float) -> dict:
+    per_block = np.asarray(tally.timings or [0.0])
+    return {"latency_ms": round(1000 * plan.latency, 1), "playback_latency_ms": round(1000 * plan.playback, 1),
+            "block_ms": round(1000 * plan.block / model_rate, 2),
+            "lookahead_ms": round(1000 * plan.lookahead / model_rate, 2), "blocks": len(tally.timings),
             "block_compute_ms": {"p50": round(1000 * float(np.percentile(per_block, 50)), 2),
                                  "p99": round(1000 * float(np.percentile(per_block, 99)), 2),
                                  "max": round(1000 * float(per_block.max()), 2)},
-            "realtime": live, "underruns": underruns if live else None,
+            "realtime": live, "underruns": tally.underruns if live else None,
             "input_device": args.input_device, "output_device": args.output_device,
-            "input_overflows": device_input.overflows if device_input else None,
-            "output_underflows": device_out.underflows if device_out else None,
-            "input_seconds": round(read / rate, 3), "wall_seconds": round(time.perf_counter() - start, 3),
-            "frames_written": written}
+            "input_overflows": ends.device_input.overflows if ends.device_input else None,
+            "output_underflows": ends.device_out.underflows if ends.device_out else None,
+            "input_seconds": round(tally.read / ends.rate, 3), "wall_seconds": round(wall, 3),
+            "frames_written": tally.written}
+
+
+def run(args: argparse.Namespace, stream_params: StreamParams, separate: SeparateParams,
+        tracking: TrackingParams | None = None) -> dict:
+    core, model_rate, plan = _open_core(args, stream_params, separate, tracking)
+    ends = _open_ends(args, plan.block, model_rate)
+    live = args.realtime or bool(args.input_device)  # a device delivers in real time by itself
+    start = time.perf_counter()
+    try:
+        tally = _pump(core, ends, model_rate, plan.playback, args.realtime and not args.input_device, live)
+    finally:
+        ends.writer.close()
+    return _report(args, plan, model_rate, ends, tally, live, time.perf_counter() - start)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -320,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         params = load_params(args.params) if args.params.exists() else None
         stream_params = params.stream if params else StreamParams()
         separate = params.separate if params else SeparateParams(device="cpu")
-        report = run(args, stream_params, separate)
+        report = run(args, stream_params, separate, params.tracking if params else None)
     except (ParamsError, VocalsepError) as err:
         print(f"vocalsep stream: {err}", file=sys.stderr)
         return 2

@@ -30,10 +30,11 @@ from torch import nn
 
 from vocalsep.audio import _OGG_CUT, _TRUNCATED_LOG, _is_truncated, check_input_file, ffmpeg_report, to_stereo
 from vocalsep.config import SeparateParams
+from vocalsep.devices import pick_device
 from vocalsep.env import ffmpeg_exe
 from vocalsep.errors import AudioError
 from vocalsep.separate import (_same_size, check_deadline, chunk_offsets, context_window, fade_window, fit_length,
-                               overlap_add, resolve_device)
+                               overlap_add)
 
 _UNBOUNDED = 2**62  # a length no song reaches: windows computed with it are never clipped at the end
 
@@ -146,7 +147,7 @@ def streaming_core(model: nn.Module, sample_rate: int, params: SeparateParams, c
     """A StreamingCore with chunk, overlap, batch and device from `params` (seconds -> samples)."""
     return StreamingCore(model, chunk_samples=max(1, round(params.chunk_seconds * sample_rate)),
                          overlap_samples=round(params.overlap_seconds * sample_rate), batch_size=params.batch_size,
-                         device=resolve_device(params.device), context=context)
+                         device=pick_device(params.device, "separate.device"), context=context)
 
 
 # ---------------------------------------------------------------- file to file

@@ -1,4 +1,4 @@
-"""The one module that talks to MLflow: tracking URI, experiment, runs, params, metrics, artifacts.
+"""MLflow tracking: store URI, experiment, runs, params, metrics, artifacts (the registry is `vocalsep.registry`).
 
 Importing it configures nothing. `configure()` picks the store: the
 `MLFLOW_TRACKING_URI` environment variable when set (a tracking server at
@@ -38,7 +38,7 @@ def configure(tracking: TrackingParams) -> str:
     uri = tracking_uri(tracking)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    _set_tracking_uri(uri)
+    set_tracking_uri(uri)
     client = mlflow.MlflowClient()
     try:
         experiment = client.get_experiment_by_name(tracking.experiment)
@@ -53,7 +53,7 @@ def configure(tracking: TrackingParams) -> str:
     return uri
 
 
-def _set_tracking_uri(uri: str) -> None:
+def set_tracking_uri(uri: str) -> None:
     """Point MLflow at `uri` without leaving it in MLFLOW_TRACKING_URI.
 
     mlflow.set_tracking_uri also exports the environment variable, which
@@ -163,82 +163,6 @@ def log_artifacts(folder: str | Path, artifact_path: str | None = None) -> None:
     mlflow.log_artifacts(str(folder), artifact_path=artifact_path)
 
 
-# --- functions appended by other stages go below this line ---
-
-
-# --- registry and serving (export stage) ---
-
-
-def invalid_input(message: str) -> Exception:
-    """The error a served model raises for a bad request: the scoring server answers HTTP 400 with `message`."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-
-    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
-
-
-def serving_signature(channels: int, string_params: tuple[str, ...]) -> Any:
-    """Signature: float32 `(samples, channels)` in and out, plus optional string params (default "")."""
-    from mlflow.models import ModelSignature
-    from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
-
-    audio = Schema([TensorSpec(np.dtype(np.float32), (-1, channels))])
-    params = ParamSchema([ParamSpec(name, "string", "") for name in string_params])
-    return ModelSignature(inputs=audio, outputs=audio, params=params)
-
-
-def log_pyfunc_model(python_model: Any, *, artifacts: dict[str, str], signature: Any, input_example: Any,
-                     pip_requirements: list[str], code_paths: list[str], name: str = "model") -> str:
-    """Log a pyfunc model in the active run; returns its `models:/...` URI."""
-    import mlflow
-
-    info = mlflow.pyfunc.log_model(
-        name=name, python_model=python_model, artifacts=artifacts, signature=signature,
-        input_example=input_example, pip_requirements=pip_requirements, code_paths=code_paths,
-    )
-    return info.model_uri
-
-
-def register_version(model_uri: str, registered_model: str, tags: dict[str, Any]) -> str:
-    """A new version of `registered_model` for `model_uri`, tagged; returns the version number."""
-    import mlflow
-
-    version = mlflow.register_model(model_uri, registered_model, tags={k: str(v) for k, v in tags.items()})
-    return str(version.version)
-
-
-def version_by_alias(registered_model: str, alias: str) -> tuple[str, dict[str, str]] | None:
-    """`(version, tags)` that `alias` points at, or None when the model or the alias does not exist."""
-    import mlflow
-
-    # Only "no such model" and "no such alias" mean no champion. Anything else (store unreachable,
-    # locked, corrupt) must not read as "no champion": that would promote over one that exists.
-    client = mlflow.MlflowClient()
-    try:
-        model = client.get_registered_model(registered_model)
-        if alias not in (model.aliases or {}):
-            return None
-        version = client.get_model_version_by_alias(registered_model, alias)
-    except Exception as err:  # MlflowException, or the store's own (sqlalchemy, requests) errors
-        code = getattr(err, "error_code", type(err).__name__)
-        if code == "RESOURCE_DOES_NOT_EXIST":
-            return None
-        message = str(getattr(err, "message", err)).splitlines()[0][:200] if str(err) else ""
-        raise VocalsepError(f"MLflow registry at {mlflow.get_tracking_uri()}: cannot read alias {alias!r} of "
-                            f"{registered_model!r} ({code}: {message}); no alias was "
-                            "changed; check the tracking store and run the export stage again") from None
-    return str(version.version), dict(version.tags)
-
-
-def set_version_tags(registered_model: str, version: str, tags: dict[str, Any]) -> None:
-    """Set (overwrite) tags on one registered model version."""
-    import mlflow
-
-    client = mlflow.MlflowClient()
-    for key, value in tags.items():
-        client.set_model_version_tag(registered_model, version, key, str(value))
-
-
 def end_orphan_runs(tracking: TrackingParams, tag: str, value: str, keep: str | None) -> list[str]:
     """Mark KILLED the RUNNING runs tagged `tag=value` other than `keep`: runs whose process died
     (SIGKILL, power loss) without ending them. Returns their ids."""
@@ -254,21 +178,3 @@ def end_orphan_runs(tracking: TrackingParams, tag: str, value: str, keep: str | 
     for run_id in ended:
         client.set_terminated(run_id, status="KILLED")
     return ended
-
-
-def set_alias(registered_model: str, alias: str, version: str) -> None:
-    import mlflow
-
-    mlflow.MlflowClient().set_registered_model_alias(registered_model, alias, version)
-
-
-def download_model_artifacts(uri: str, tracking: TrackingParams) -> str:
-    """Local copy of the artifacts behind a `models:/` or `runs:/` URI, from the store `tracking_uri(tracking)`."""
-    import mlflow
-
-    _set_tracking_uri(tracking_uri(tracking))
-    try:
-        return mlflow.artifacts.download_artifacts(artifact_uri=uri)
-    except mlflow.exceptions.MlflowException as err:
-        raise VocalsepError(f"{uri}: cannot fetch the model from MLflow at {mlflow.get_tracking_uri()} "
-                            f"({err.message}); check the name, version or alias and MLFLOW_TRACKING_URI") from None

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from vocalsep import tracking
+from vocalsep import registry
 from vocalsep.config import Params, TrackingParams, params_to_dict
 from vocalsep.model import HybridVocNet
 from vocalsep.pretrained import export_pretrained
-from vocalsep.serving import checkpoint_from_uri
-from vocalsep.separate import load_separator
+from vocalsep.registry import checkpoint_from_uri
+from vocalsep.loading import load_separator
 from vocalsep.stages.export import register_base
 
 TINY = {"filters": 8, "skip_filters": 8, "layers": 2, "layers_per_stack": 2, "kernel_size": 3,
@@ -38,7 +38,7 @@ def params(tmp_path, mlflow_db, monkeypatch) -> Params:
 def test_an_empty_registry_gets_the_base_model_as_champion(params):
     first = register_base(params)
     assert (first["decision"], first["version"], first["champion_version"]) == ("champion", "1", "1")
-    version, tags = tracking.version_by_alias("vocalsep", "champion")
+    version, tags = registry.version_by_alias("vocalsep", "champion")
     assert version == "1" and tags["source"] == "pretrained"
     assert tags["sources"] == "9" and "CC-BY-SA-3.0" in tags["licenses"]  # the 9 packages of the spec's train set
     served, rate = load_separator(str(checkpoint_from_uri("models:/vocalsep@champion", params.tracking)))
@@ -48,4 +48,4 @@ def test_an_empty_registry_gets_the_base_model_as_champion(params):
         assert rate == base_rate == 16000 and torch.equal(served(mixture), base(mixture))
     second = register_base(params)
     assert (second["decision"], second["version"], second["champion_version"]) == ("registered", "2", "1")
-    assert tracking.version_by_alias("vocalsep", "champion")[0] == "1"
+    assert registry.version_by_alias("vocalsep", "champion")[0] == "1"

@@ -43,12 +43,12 @@ def champion(tmp_path: Path, monkeypatch, **sections) -> Path:
     save_checkpoint(path, VocNet(filters=4, skip_filters=4, layers=2, layers_per_stack=2), 
                     {"filters": 4, "skip_filters": 4, "layers": 2, "layers_per_stack": 2},
                     params=params(**sections), git_sha="test")
-    monkeypatch.setattr(separate_cli, "checkpoint_path", lambda spec: path)
+    monkeypatch.setattr(separate_cli, "checkpoint_path", lambda spec, tracking=None: path)
     return path
 
 
 def test_no_champion_falls_back_to_the_base_model_and_says_why(base_model, monkeypatch):
-    def missing(spec):
+    def missing(spec, tracking=None):
         raise VocalsepError(f"{spec}: cannot fetch the model from MLflow (alias champion not found)")
 
     monkeypatch.setattr(separate_cli, "checkpoint_path", missing)
@@ -78,7 +78,7 @@ def test_a_champion_from_the_users_own_manifest_counts_as_real(tmp_path, monkeyp
 
 def test_cli_prints_which_model_ran(base_model, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(separate_cli, "checkpoint_path",
-                        lambda spec: (_ for _ in ()).throw(VocalsepError("no such alias")))
+                        lambda spec, tracking=None: (_ for _ in ()).throw(VocalsepError("no such alias")))
     wav = tmp_path / "song.wav"
     sf.write(wav, (0.1 * np.random.default_rng(0).standard_normal((8000, 2))).astype(np.float32), 16000)
     assert separate_cli.main([str(wav), "-o", str(tmp_path / "out"), "--device", "cpu"]) == 0

@@ -15,7 +15,7 @@ from vocalsep.model import HybridVocNet, VocNet
 from vocalsep.model.checkpoint import full_kwargs
 from vocalsep.pretrained import (CONFIG_NAME, WEIGHTS_NAME, export_pretrained, init_from_pretrained, load_pretrained,
                                  read_config)
-from vocalsep.separate import load_separator
+from vocalsep.loading import load_separator
 
 KWARGS = {"filters": 8, "skip_filters": 8, "layers": 3, "layers_per_stack": 3, "kernel_size": 3,
           "n_fft": 128, "hop": 32, "wave_filters": 4, "wave_stride": 8}

@@ -16,11 +16,11 @@ from vocalsep.separate import (
     chunk_offsets,
     context_window,
     fade_window,
-    load_separator,
     overlap_add,
     separate,
     separate_with_params,
 )
+from vocalsep.loading import load_separator
 from vocalsep.separate_cli import main as separate_main
 from vocalsep.separate_cli import output_names
 

@@ -15,12 +15,13 @@ import torch
 from mlflow.exceptions import MlflowException
 
 from tests.serving_helpers import RATE, TINY, tiny_params, write_testset
-from vocalsep import tracking
+from vocalsep import registry
 from vocalsep.config import params_to_dict
 from vocalsep.errors import StageError, VocalsepError
 from vocalsep.model import VocNet, load_checkpoint, load_model, save_checkpoint
 from vocalsep.separate import separate_with_params
-from vocalsep.serving import AUDIO_PARAM, VOCALS_KEY, beats_champion, checkpoint_from_uri, encode_wav
+from vocalsep.registry import beats_champion, checkpoint_from_uri
+from vocalsep.serving import AUDIO_PARAM, VOCALS_KEY, encode_wav
 from vocalsep.stages.export import (compare_graph, data_hash, export_onnx, export_torchscript, read_eval_metrics,
                                     register)
 
@@ -188,9 +189,9 @@ def test_champion_moves_only_to_a_better_version(tmp_path, monkeypatch):
         decisions.append((record["decision"], record["version"], record["champion_version"]))
     assert decisions == [("champion", "1", "1"), ("champion", "2", "2"), ("challenger", "3", "2")]
     assert record["new_metric"] == 2.0 and record["champion_metric"] == 3.0
-    champion, tags = tracking.version_by_alias(name, "champion")
+    champion, tags = registry.version_by_alias(name, "champion")
     assert champion == "2" and float(tags["si_sdr"]) == 3.0
-    assert tracking.version_by_alias(name, "challenger")[0] == "3"
+    assert registry.version_by_alias(name, "challenger")[0] == "3"
 
 
 def test_a_first_version_that_cannot_win_becomes_challenger_without_crashing(tmp_path, monkeypatch):
@@ -200,7 +201,7 @@ def test_a_first_version_that_cannot_win_becomes_challenger_without_crashing(tmp
     Path(params.paths.export).mkdir(parents=True)
     record = register(params, write_checkpoint(params, 0), {"si_sdr": float("nan")}, tmp_path / "dvc.lock")
     assert (record["decision"], record["champion_version"]) == ("challenger", None)
-    assert tracking.version_by_alias(params.export.registered_model, "champion") is None
+    assert registry.version_by_alias(params.export.registered_model, "champion") is None
 
 
 @pytest.mark.slow
@@ -253,7 +254,7 @@ def test_a_registry_that_cannot_be_read_stops_export_and_moves_no_alias(tmp_path
     database.execute("BEGIN EXCLUSIVE")  # another process holds the store: every read fails
     try:
         with pytest.raises(VocalsepError, match=r"cannot read alias 'champion' of 'vocalsep'.*no alias was changed"):
-            tracking.version_by_alias(params.export.registered_model, "champion")
+            registry.version_by_alias(params.export.registered_model, "champion")
         with pytest.raises(VocalsepError, match=r"mlflow.db: .*database is locked"):
             register(params, write_checkpoint(params, 1), {"si_sdr": 50.0}, lock)
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import pickle
 import re
@@ -14,6 +15,9 @@ import torch
 from torch import nn
 
 from vocalsep.errors import VocalsepError
+from vocalsep.model.families import MODELS
+
+DEFAULT_SAMPLE_RATE = 44100  # of checkpoints whose params lack audio.sample_rate
 
 
 def git_sha(cwd: str | Path = ".") -> str:
@@ -25,36 +29,27 @@ def git_sha(cwd: str | Path = ".") -> str:
     return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
-def build_model(name: str, kwargs: dict[str, Any]) -> nn.Module:
-    from vocalsep.model import MODELS
-
+def model_class(name: str) -> type[nn.Module]:
+    """The model family called `name` (a key of MODELS), or an error listing the known ones."""
     if name not in MODELS:
         raise VocalsepError(f"unknown model class {name!r}; known: {', '.join(MODELS)}")
-    return MODELS[name](**kwargs)
+    return MODELS[name]
+
+
+def build_model(name: str, kwargs: dict[str, Any]) -> nn.Module:
+    return model_class(name)(**kwargs)
 
 
 def model_kwargs(name: str, section: dict[str, Any]) -> dict[str, Any]:
     """The keys of the `model` params section that model class `name` takes (its constructor's arguments)."""
-    import inspect
-
-    from vocalsep.model import MODELS
-
-    if name not in MODELS:
-        raise VocalsepError(f"unknown model class {name!r}; known: {', '.join(MODELS)}")
-    accepted = inspect.signature(MODELS[name]).parameters
+    accepted = inspect.signature(model_class(name)).parameters
     return {k: v for k, v in section.items() if k in accepted and k != "name"}
 
 
 def full_kwargs(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     """`kwargs` with every constructor default of model class `name` filled in: two configs that
     build the same module compare equal even when one was written before a new argument existed."""
-    import inspect
-
-    from vocalsep.model import MODELS
-
-    if name not in MODELS:
-        raise VocalsepError(f"unknown model class {name!r}; known: {', '.join(MODELS)}")
-    defaults = {k: p.default for k, p in inspect.signature(MODELS[name]).parameters.items()
+    defaults = {k: p.default for k, p in inspect.signature(model_class(name)).parameters.items()
                 if p.default is not inspect.Parameter.empty and k != "channels"}
     return {**defaults, **kwargs}
 
@@ -139,3 +134,8 @@ def model_from_state(ckpt: dict[str, Any]) -> nn.Module:
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
     """Rebuild a model from its own checkpoint file, in eval mode."""
     return model_from_state(load_checkpoint(path, map_location))
+
+
+def checkpoint_sample_rate(ckpt: dict[str, Any]) -> int:
+    """The rate a checkpoint's model was trained at (its params' audio.sample_rate)."""
+    return int(((ckpt.get("params") or {}).get("audio") or {}).get("sample_rate", DEFAULT_SAMPLE_RATE))

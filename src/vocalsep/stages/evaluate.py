@@ -40,7 +40,8 @@ from vocalsep.model import load_checkpoint
 from vocalsep.report import STEMS as STEMS_SHOWN
 from vocalsep.report import spectrogram_figure, write_report
 from vocalsep.runtime import for_separation
-from vocalsep.separate import model_from_checkpoint, separate_at_rate
+from vocalsep.loading import model_from_checkpoint
+from vocalsep.separate import separate_at_rate
 from vocalsep.stages._cli import run_stage
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ import json
 import logging
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any
@@ -30,14 +30,14 @@ import yaml
 from torch import nn
 
 import vocalsep
-from vocalsep import provenance, tracking
+from vocalsep import provenance, registry, tracking
 from vocalsep.config import Params
 from vocalsep.errors import StageError
 from vocalsep.model import load_checkpoint, load_model, save_checkpoint
+from vocalsep.model.checkpoint import checkpoint_sample_rate
 from vocalsep.model.onnx import check_lengths, compare_graph, export_onnx_graph
-from vocalsep.serving import (AUDIO_PARAM, CHANNELS, CHECKPOINT_ARTIFACT, CONFIG_ARTIFACT, ServingConfig,
-                              beats_champion, checkpoint_from_uri)
-from vocalsep.separate import checkpoint_sample_rate
+from vocalsep.registry import CHALLENGER, CHAMPION, beats_champion, checkpoint_from_uri
+from vocalsep.serving import AUDIO_PARAM, CHANNELS, CHECKPOINT_ARTIFACT, CONFIG_ARTIFACT, ServingConfig
 from vocalsep.stages._cli import run_stage
 from vocalsep.stages.evaluate import score_testset, summarize, testset_hash
 
@@ -122,7 +122,7 @@ def champion_score(params: Params, testset: str) -> tuple[tuple[str, float] | No
     and scored again on the current one.
     """
     name, metric = params.export.registered_model, params.export.metric
-    current = tracking.version_by_alias(name, "champion")
+    current = registry.version_by_alias(name, CHAMPION)
     if current is None:
         return None, False
     version, tags = current
@@ -134,7 +134,7 @@ def champion_score(params: Params, testset: str) -> tuple[tuple[str, float] | No
     score = float("nan") if score is None else float(score)
     # the version's tags now tell the score on the current test set, so the registry UI never shows
     # numbers from two test sets side by side; the old score stays under a name that says so
-    tracking.set_version_tags(name, version, {metric: score, TESTSET_TAG: testset,
+    registry.set_version_tags(name, version, {metric: score, TESTSET_TAG: testset,
                                               f"{metric}_previous_testset": tags.get(metric, "unknown"),
                                               "previous_testset": tags.get(TESTSET_TAG, "unknown")})
     return (version, score), True
@@ -146,10 +146,10 @@ def promote(registered_model: str, version: str, metric: str, new_metric: float,
     test set); returns the decision record (see registry.json)."""
     champion_metric = None if champion is None else champion[1]
     if beats_champion(new_metric, champion_metric):
-        tracking.set_alias(registered_model, "champion", version)
+        registry.set_alias(registered_model, CHAMPION, version)
         decision, champion_version = "champion", version
     else:
-        tracking.set_alias(registered_model, "challenger", version)
+        registry.set_alias(registered_model, CHALLENGER, version)
         decision, champion_version = "challenger", champion[0] if champion else None
     return {"registered_model": registered_model, "version": version, "champion_version": champion_version,
             "decision": decision, "metric": metric, "new_metric": new_metric, "champion_metric": champion_metric,
@@ -162,11 +162,11 @@ def log_model(params: Params, checkpoint: Path, sample_rate: int, provenance_fil
     serving = ServingConfig.from_params(params, sample_rate)
     Path(params.paths.export).mkdir(parents=True, exist_ok=True)
     config_path = serving.write(Path(params.paths.export) / "serving.json")
-    return tracking.log_pyfunc_model(
+    return registry.log_pyfunc_model(
         str(Path(vocalsep.__file__).parent / "served_model.py"),  # models from code: nothing pickled
         artifacts={CHECKPOINT_ARTIFACT: str(checkpoint), CONFIG_ARTIFACT: str(config_path),
                    provenance.ARTIFACT: str(provenance_file)},
-        signature=tracking.serving_signature(CHANNELS, (AUDIO_PARAM, provenance.ARTIFACT)),
+        signature=registry.serving_signature(CHANNELS, (AUDIO_PARAM, provenance.ARTIFACT)),
         input_example=input_example(params.audio.sample_rate),
         pip_requirements=pip_requirements(),
         code_paths=[str(Path(vocalsep.__file__).parent)],
@@ -187,7 +187,7 @@ def register(params: Params, checkpoint: Path, metrics: dict[str, float], lock: 
     with tracking.start_run(params.tracking, run_id=ckpt.get("mlflow_run_id"), run_name="export") as run_id:
         model_uri = log_model(params, checkpoint, checkpoint_sample_rate(ckpt), origin_file)
         name, metric = params.export.registered_model, params.export.metric
-        version = tracking.register_version(model_uri, name, tags)
+        version = registry.register_version(model_uri, name, tags)
         record = {**promote(name, version, metric, float(metrics[metric]), champion),
                   "champion_rescored": rescored, "run_id": run_id, "logged_model_uri": model_uri}
         tracking.set_tags({f"registry.{k}": record[k] for k in ("version", "decision", "champion_version")})
@@ -216,11 +216,11 @@ def register_base(params: Params) -> dict[str, Any]:
         origin_file = provenance.write(origin, Path(tmp) / provenance.FILE_NAME)
         with tracking.start_run(params.tracking, run_name="register-base") as run_id:
             model_uri = log_model(params, checkpoint, rate, origin_file)
-            version = tracking.register_version(model_uri, name, {"source": "pretrained",
+            version = registry.register_version(model_uri, name, {"source": "pretrained",
                                                                   **provenance.version_tags(origin)})
-    champion = tracking.version_by_alias(name, "champion")
+    champion = registry.version_by_alias(name, CHAMPION)
     if champion is None:
-        tracking.set_alias(name, "champion", version)
+        registry.set_alias(name, CHAMPION, version)
         decision = "champion"
     else:
         decision = "registered"
