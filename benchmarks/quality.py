@@ -75,7 +75,7 @@ from vocalsep.corpus import RESERVED, JoinParams, build_corpus, sha256_file
 from vocalsep.errors import VocalsepError
 from vocalsep.loading import load_separator
 from vocalsep.separate import separate_at_rate
-from vocalsep.stages.evaluate import Track, track_metrics
+from vocalsep.scoring import Track, track_metrics
 
 log = logging.getLogger("quality")
 

@@ -1,4 +1,8 @@
-"""The listening report: `<paths.reports>/eval/index.html`, a page people look at.
+"""The evaluation's pages and figures: the results page `<paths.plots>/eval.html` with its bar chart,
+and the listening report `<paths.reports>/eval/index.html`, a page people look at.
+
+The results page holds the medians, the per-track table and a bar chart embedded as PNG (no
+JavaScript, no network), where `dvc plots show` would need vega-lite from the web.
 
 Per test track: SDR, SI-SDR and SI-SDRi of the model next to the mixture and
 the ideal-ratio-mask oracle; spectrograms of the mixture, the reference vocals
@@ -12,7 +16,9 @@ writes the count into `#media-status` (what the headless-browser test reads).
 
 from __future__ import annotations
 
+import base64
 import html
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -22,6 +28,8 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 from matplotlib.figure import Figure
+
+from vocalsep.config import Params
 
 log = logging.getLogger(__name__)
 
@@ -116,3 +124,51 @@ def write_report(folder: Path, summary: dict, table: pd.DataFrame, examples: lis
     index.write_text(page, encoding="utf-8")
     log.info("listening report: %s (%d tracks)", index, len(examples))
     return index
+
+
+def bar_chart(table: pd.DataFrame) -> Figure:
+    """Per-track horizontal bars: SDR and SI-SDR of the model next to the mixture baseline."""
+    figure = Figure(figsize=(10, 1.5 + 0.45 * len(table)), layout="constrained")
+    y = np.arange(len(table))
+    for ax, key, label in zip(figure.subplots(1, 2, sharey=True), ("sdr", "si_sdr"), ("SDR (dB)", "SI-SDR (dB)")):
+        ax.barh(y - 0.2, table[key], height=0.4, label="model")
+        ax.barh(y + 0.2, table[f"mixture_{key}"], height=0.4, label="mixture (baseline)", color="0.7")
+        ax.set_yticks(y, table["track"])
+        ax.set_xlabel(label)
+        ax.axvline(0, color="k", linewidth=0.5)
+        ax.invert_yaxis()
+    figure.axes[0].legend(loc="lower right", fontsize="small")
+    return figure
+
+
+def spectrograms(track: Any, estimate: np.ndarray) -> Figure:
+    """Mixture, true vocals and estimated vocals (channel mean) of a `vocalsep.scoring.Track` as
+    log-power spectrograms."""
+    return spectrogram_figure(track.name, list(zip(STEMS, (track.mixture, track.vocals, estimate))),
+                              track.sample_rate)
+
+
+def html_report(summary: dict, table: pd.DataFrame, png: Path) -> str:
+    """A page with the summary, the per-track table and the bar chart embedded as base64 PNG."""
+    image = base64.b64encode(png.read_bytes()).decode("ascii")
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in summary.items())
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>vocalsep evaluation</title></head><body>"
+        f"<h1>vocalsep evaluation</h1><h2>medians over tracks</h2><table>{rows}</table>"
+        f"<h2>per track</h2>{table.to_html(index=False, float_format=lambda v: f'{v:.3f}')}"
+        f"<img alt='per-track SDR and SI-SDR' src='data:image/png;base64,{image}'></body></html>"
+    )
+
+
+def write_outputs(params: Params, summary: dict, table: pd.DataFrame) -> list[Path]:
+    """eval.json, eval_tracks.csv, eval_tracks.png and eval.html; returns their paths."""
+    metrics, plots = Path(params.paths.metrics), Path(params.paths.plots)
+    metrics.mkdir(parents=True, exist_ok=True)
+    plots.mkdir(parents=True, exist_ok=True)
+    json_path, csv_path, png_path = metrics / "eval.json", plots / "eval_tracks.csv", plots / "eval_tracks.png"
+    json_path.write_text(json.dumps(summary, indent=2) + "\n")
+    table.to_csv(csv_path, index=False, float_format="%.4f")
+    bar_chart(table).savefig(png_path, dpi=100)
+    html_path = plots / "eval.html"
+    html_path.write_text(html_report(summary, table, png_path))
+    return [json_path, csv_path, png_path, html_path]

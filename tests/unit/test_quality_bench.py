@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from vocalsep.audio import block_rms_db
-from vocalsep.stages.evaluate import Track
+from vocalsep.scoring import Track
 
 RATE = 16000
 BLOCK = 800  # 50 ms at RATE

@@ -7,7 +7,7 @@ import pandas as pd
 
 from tests.browser import external_references, media_status, needs_chromium
 from vocalsep.report import write_report
-from vocalsep.stages.evaluate import Track
+from vocalsep.scoring import Track
 
 RATE = 8000
 

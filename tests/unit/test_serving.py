@@ -210,7 +210,7 @@ def test_champion_is_rescored_when_the_test_set_changed(tmp_path, monkeypatch):
     import shutil
 
     from vocalsep.model import load_checkpoint
-    from vocalsep.stages.evaluate import score_testset, summarize
+    from vocalsep.scoring import score_testset, summarize
 
     params = tiny_params(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", params.tracking.uri)
@@ -235,7 +235,7 @@ def test_champion_is_rescored_when_the_test_set_changed(tmp_path, monkeypatch):
 
 
 def second_testset(params) -> str:
-    from vocalsep.stages.evaluate import testset_hash
+    from vocalsep.scoring import testset_hash
 
     return testset_hash(Path(params.paths.testset))
 

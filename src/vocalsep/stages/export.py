@@ -39,7 +39,7 @@ from vocalsep.model.onnx import check_lengths, compare_graph, export_onnx_graph
 from vocalsep.registry import CHALLENGER, CHAMPION, beats_champion, checkpoint_from_uri
 from vocalsep.serving import AUDIO_PARAM, CHANNELS, CHECKPOINT_ARTIFACT, CONFIG_ARTIFACT, ServingConfig
 from vocalsep.stages._cli import run_stage
-from vocalsep.stages.evaluate import score_testset, summarize, testset_hash
+from vocalsep.scoring import score_testset, summarize, testset_hash
 
 log = logging.getLogger(__name__)
 TESTSET_TAG = "testset_hash"  # version tag: the test set its metrics were measured on

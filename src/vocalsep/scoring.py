@@ -1,0 +1,123 @@
+"""Scoring separated vocals on the fixed test set: what the evaluate and export stages and the
+benchmarks measure, in one place.
+
+A test-set track is `<paths.testset>/<track>/{mixture,vocals,accompaniment}.flac`. Each track gets
+SDR (BSSEval v4), SI-SDR and SI-SDR improvement, next to the mixture baseline and the
+ideal-ratio-mask oracle (`vocalsep.metrics`); a run's summary is the median over tracks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from torch import nn
+
+from vocalsep.audio import read_audio
+from vocalsep.config import Params
+from vocalsep.errors import StageError
+from vocalsep.loading import model_from_checkpoint
+from vocalsep.metrics import ideal_ratio_mask, sdr_bsseval_v4, si_sdr
+from vocalsep.runtime import for_separation
+from vocalsep.separate import separate_at_rate
+
+log = logging.getLogger(__name__)
+SUMMARY_KEYS = ("sdr", "si_sdr", "si_sdri", "mixture_sdr", "irm_sdr", "irm_si_sdr")
+STEMS = ("mixture", "vocals", "accompaniment")
+
+
+@dataclass(frozen=True)
+class Track:
+    """One test-set track; every array is `(channels, samples)` float32 at `sample_rate`."""
+
+    name: str
+    mixture: np.ndarray
+    vocals: np.ndarray
+    accompaniment: np.ndarray
+    sample_rate: int
+
+
+def testset_folders(testset: Path) -> list[Path]:
+    """Track folders (those holding mixture.flac), sorted by name."""
+    folders = sorted(p.parent for p in testset.glob("*/mixture.flac"))
+    if not folders:
+        raise StageError(f"{testset}: no <track>/mixture.flac found; run the index stage first (dvc repro index)")
+    return folders
+
+
+def read_track(folder: Path) -> Track:
+    stems, rates = {}, set()
+    for stem in STEMS:
+        path = folder / f"{stem}.flac"
+        if not path.is_file():
+            raise StageError(f"{path}: missing from the test set; re-run the index stage (dvc repro index)")
+        audio, rate = read_audio(path)
+        stems[stem] = np.ascontiguousarray(audio.T)
+        rates.add(rate)
+    if len(rates) != 1 or len({a.shape for a in stems.values()}) != 1:
+        raise StageError(f"{folder}: stems differ in rate or shape; re-run the index stage (dvc repro index)")
+    return Track(folder.name, sample_rate=rates.pop(), **stems)
+
+
+def estimate_vocals(model: nn.Module, model_rate: int, track: Track, params: Params) -> np.ndarray:
+    """Vocals estimate `(channels, samples)` at the track's rate."""
+    return separate_at_rate(model, model_rate, track.mixture.T, track.sample_rate, params.separate).T
+
+
+def track_metrics(track: Track, estimate: np.ndarray, window_seconds: float) -> dict[str, float]:
+    """SDR (BSSEval v4), SI-SDR and SI-SDR improvement of a vocals estimate, next to two baselines.
+
+    The mixture baseline takes the mixture as the estimate of every source, as
+    museval's mixture oracle does; the ideal-ratio-mask oracle (`irm_*`) is the
+    ceiling of mask-based separation that the project aims to beat.
+    """
+    references = np.stack([track.vocals, track.accompaniment])
+    estimates = np.stack([estimate, track.mixture - estimate])
+    sdr, accompaniment_sdr = sdr_bsseval_v4(references, estimates, track.sample_rate, window_seconds)
+    mixture_sdr = sdr_bsseval_v4(references, np.stack([track.mixture] * 2), track.sample_rate, window_seconds)[0]
+    track_si_sdr = si_sdr(track.vocals, estimate)
+    mixture_si_sdr = si_sdr(track.vocals, track.mixture)
+    oracle = ideal_ratio_mask(track.vocals, track.accompaniment)
+    irm_sdr = sdr_bsseval_v4(references, np.stack([oracle, track.mixture - oracle]), track.sample_rate,
+                             window_seconds)[0]
+    return {
+        "sdr": float(sdr), "si_sdr": track_si_sdr, "si_sdri": track_si_sdr - mixture_si_sdr,
+        "mixture_sdr": float(mixture_sdr), "mixture_si_sdr": mixture_si_sdr,
+        "irm_sdr": float(irm_sdr), "irm_si_sdr": si_sdr(track.vocals, oracle),
+        "accompaniment_sdr": float(accompaniment_sdr), "seconds": track.mixture.shape[-1] / track.sample_rate,
+    }
+
+
+def summarize(table: pd.DataFrame) -> dict[str, float | int | None]:
+    """Medians over tracks of `SUMMARY_KEYS` (None where every track is NaN) and the track count."""
+    medians = {key: table[key].median(skipna=True) for key in SUMMARY_KEYS}
+    return {**{k: (None if pd.isna(v) else round(float(v), 4)) for k, v in medians.items()}, "tracks": len(table)}
+
+
+def testset_hash(testset: Path) -> str:
+    """sha256 over every track's stems: two scores are comparable only on the same hash."""
+    digest = hashlib.sha256()
+    for folder in testset_folders(testset):
+        for stem in STEMS:
+            digest.update(f"{folder.name}/{stem}".encode() + b"\0" + (folder / f"{stem}.flac").read_bytes())
+    return digest.hexdigest()
+
+
+def score_testset(checkpoint: dict, params: Params, examples: int = 0) -> tuple[pd.DataFrame, list]:
+    """Per-track metrics of a loaded checkpoint on `<paths.testset>`, and up to `examples` (track, estimate)."""
+    model, model_rate = model_from_checkpoint(checkpoint, params.separate.device)
+    model = for_separation(model, params.separate)  # CPU: ONNX Runtime where it is faster
+    rows, kept = [], []
+    for folder in testset_folders(Path(params.paths.testset)):
+        track = read_track(folder)
+        estimate = estimate_vocals(model, model_rate, track, params)
+        rows.append({"track": track.name, **track_metrics(track, estimate, params.evaluate.window_seconds)})
+        log.info("%s: sdr %.2f dB, si_sdr %.2f dB (mixture %.2f dB)", track.name, rows[-1]["sdr"],
+                 rows[-1]["si_sdr"], rows[-1]["mixture_si_sdr"])
+        if len(kept) < examples:
+            kept.append((track, estimate))
+    return pd.DataFrame(rows), kept
