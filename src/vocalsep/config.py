@@ -14,7 +14,8 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal
 
 import yaml
 
@@ -23,6 +24,44 @@ DEFAULT_PARAMS = Path("params.yaml")
 
 class ParamsError(ValueError):
     """A parameter file that does not fit the schema."""
+
+
+Rules = tuple[tuple[str, Callable[[Any], bool], str], ...]  # (key, holds(section), what it must be)
+
+
+@dataclass(frozen=True)
+class Range:
+    """The allowed range of a number (or of each number of a pair, which must also be ordered low <= high)."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    unit: str = ""
+
+    def holds(self, value: float) -> bool:
+        return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+                and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+
+    def describe(self) -> str:
+        bounds = [f"{op} {bound:g}" for op, bound in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+                  if bound is not None]
+        return f"must be {' and '.join(bounds)}{' ' + self.unit if self.unit else ''}"
+
+    def check(self, value: Any, key: str) -> None:
+        if isinstance(value, tuple):
+            if len(value) == 2 and value[0] > value[1]:
+                raise ParamsError(f"{key}: must be [low, high] with low <= high, got {list(value)}")
+            for i, item in enumerate(value):
+                self.check(item, f"{key}[{i}]")
+        elif not self.holds(value):
+            raise ParamsError(f"{key}: {self.describe()}, got {value!r}")
+
+
+def ranged(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
+           lt: float | None = None, unit: str = "") -> Any:
+    """A field with its allowed range beside it: `lr: float = ranged(1e-3, gt=0)`."""
+    return field(default=default, metadata={"range": Range(ge, gt, le, lt, unit)})
 
 
 @dataclass(frozen=True)
@@ -43,16 +82,18 @@ class PathsParams:
 
 @dataclass(frozen=True)
 class AudioParams:
-    sample_rate: int = 44100
+    sample_rate: int = ranged(44100, ge=8000, le=192000, unit="Hz")
 
 
 @dataclass(frozen=True)
 class DemoParams:
     seed: int = 1234
-    acapellas: int = 8
-    instrumentals: int = 8
-    min_seconds: float = 20.0
+    acapellas: int = ranged(8, ge=1)
+    instrumentals: int = ranged(8, ge=1)
+    min_seconds: float = ranged(20.0, gt=0, unit="seconds")
     max_seconds: float = 40.0
+
+    RULES: ClassVar[Rules] = (("min_seconds", lambda d: d.min_seconds <= d.max_seconds, "must be <= demo.max_seconds ({max_seconds})"),)
 
 
 @dataclass(frozen=True)
@@ -60,17 +101,17 @@ class CorpusParams:
     spec: str = "sources/debian-corpus.yaml"
     set: Literal["none", "train", "eval"] = "none"
     cache: str = ".cache/debian"
-    track_seconds: float = 45.0
-    pause_seconds: tuple[float, float] = (0.15, 0.7)
+    track_seconds: float = ranged(45.0, gt=0, unit="seconds")
+    pause_seconds: tuple[float, float] = ranged((0.15, 0.7), ge=0, unit="seconds")
     seed: int = 0
 
 
 @dataclass(frozen=True)
 class DownloadParams:
     sources: str = "sources/demo.yaml"
-    retries: int = 3
-    backoff_seconds: float = 2.0
-    socket_timeout: float = 30.0
+    retries: int = ranged(3, ge=1)
+    backoff_seconds: float = ranged(2.0, ge=0, unit="seconds")
+    socket_timeout: float = ranged(30.0, gt=0, unit="seconds")
     allow_file_urls: bool = True
     file_roots: tuple[str, ...] = ()
     format: str = "bestaudio/best"
@@ -79,10 +120,10 @@ class DownloadParams:
 @dataclass(frozen=True)
 class NormalizeParams:
     target_lufs: float = -23.0
-    peak_ceiling_db: float = -1.0
+    peak_ceiling_db: float = ranged(-1.0, le=0, unit="dBFS")
     silence_threshold_db: float = -60.0
-    clipping_level: float = 0.999
-    workers: int = 2
+    clipping_level: float = ranged(0.999, gt=0, le=1)
+    workers: int = ranged(2, ge=1)
 
 
 @dataclass(frozen=True)
@@ -94,21 +135,31 @@ class ValidateParams:
     max_peak_db: float = -0.5
     max_silence_ratio: float = 0.7
     max_clipping_ratio: float = 0.01
-    min_files_per_role: int = 3
+    min_files_per_role: int = ranged(3, ge=1)
+
+    RULES: ClassVar[Rules] = (
+        ("min_seconds", lambda v: v.min_seconds < v.max_seconds, "must be < validate.max_seconds ({max_seconds})"),
+        ("min_loudness_lufs", lambda v: v.min_loudness_lufs < v.max_loudness_lufs, "must be < validate.max_loudness_lufs ({max_loudness_lufs})"),
+    )
 
 
 @dataclass(frozen=True)
 class IndexParams:
     seed: int = 0
-    val_fraction: float = 0.15
-    test_fraction: float = 0.25
+    val_fraction: float = ranged(0.15, ge=0, lt=1)
+    test_fraction: float = ranged(0.25, ge=0, lt=1)
     snippet_seconds: float = 1.0
-    hop_seconds: float = 0.5
+    hop_seconds: float = ranged(0.5, gt=0, unit="seconds")
     activity_threshold_db: float = -40.0
-    min_active_fraction: float = 0.75
-    testset_tracks: int = 4
-    testset_seconds: float = 8.0
-    testset_vocal_db: tuple[float, float] = (-6.0, 6.0)
+    min_active_fraction: float = ranged(0.75, gt=0, le=1)
+    testset_tracks: int = ranged(4, ge=1)
+    testset_seconds: float = ranged(8.0, gt=0, unit="seconds")
+    testset_vocal_db: tuple[float, float] = ranged((-6.0, 6.0))
+
+    RULES: ClassVar[Rules] = (
+        ("val_fraction", lambda i: i.val_fraction + i.test_fraction < 1, "val_fraction and test_fraction must sum to less than 1"),
+        ("hop_seconds", lambda i: i.hop_seconds <= i.snippet_seconds, "must be <= index.snippet_seconds ({snippet_seconds})"),
+    )
 
 
 @dataclass(frozen=True)
@@ -116,78 +167,83 @@ class ModelParams:
     """One section for every model family: each takes the keys its constructor names (see `model_kwargs`)."""
 
     name: Literal["VocNet", "HybridVocNet"] = "VocNet"
-    filters: int = 16
-    skip_filters: int = 24
-    layers: int = 10
-    layers_per_stack: int = 10
-    kernel_size: int = 2
+    filters: int = ranged(16, ge=1)
+    skip_filters: int = ranged(24, ge=1)
+    layers: int = ranged(10, ge=1)
+    layers_per_stack: int = ranged(10, ge=1)
+    kernel_size: int = ranged(2, ge=2)
     bias: bool = False
     n_fft: int = 2048
     hop: int = 512
-    wave_filters: int = 64
-    wave_stride: int = 128
+    wave_filters: int = ranged(64, ge=1)
+    wave_stride: int = ranged(128, ge=1)
     global_context: bool = False
     lookahead_frames: int = -1
+
+    RULES: ClassVar[Rules] = (
+        ("hop", lambda m: m.hop % m.wave_stride == 0, "must be a multiple of model.wave_stride ({wave_stride})"),
+        ("n_fft", lambda m: m.n_fft > m.hop and m.n_fft % 2 == 0, "must be even and > model.hop ({hop})"),
+    )
 
 
 @dataclass(frozen=True)
 class DataParams:
-    segment_seconds: float = 0.5
-    examples_per_epoch: int = 256
-    gain_db: tuple[float, float] = (-6.0, 3.0)
-    channel_swap: float = 0.5
-    sign_flip: float = 0.5
-    val_examples: int = 32
+    segment_seconds: float = ranged(0.5, gt=0, unit="seconds")
+    examples_per_epoch: int = ranged(256, ge=1)
+    gain_db: tuple[float, float] = ranged((-6.0, 3.0))
+    channel_swap: float = ranged(0.5, ge=0, le=1)
+    sign_flip: float = ranged(0.5, ge=0, le=1)
+    val_examples: int = ranged(32, ge=1)
     seed: int = 0
 
 
 @dataclass(frozen=True)
 class TrainParams:
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    epochs: int = 4
-    batch_size: int = 8
-    lr: float = 1e-3
+    epochs: int = ranged(4, ge=1)
+    batch_size: int = ranged(8, ge=1)
+    lr: float = ranged(1e-3, gt=0)
     lr_schedule: Literal["cosine", "constant"] = "cosine"
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     loss: Literal["l1", "l1_stft", "snr", "snr_stft", "si_sdr"] = "l1"
-    warmup_steps: int = 0
+    warmup_steps: int = ranged(0, ge=0)
     init: Literal["scratch", "pretrained"] = "scratch"
     early_stopping_patience: int = 5
-    workers: int = 0
+    workers: int = ranged(0, ge=0)
     compile: bool = False
     amp: bool = True
-    log_every: int = 10
-    checkpoint_every: int = 50
+    log_every: int = ranged(10, ge=1)
+    checkpoint_every: int = ranged(50, ge=1)
     seed: int = 0
 
 
 @dataclass(frozen=True)
 class SeparateParams:
-    chunk_seconds: float = 4.0
-    overlap_seconds: float = 0.25
-    batch_size: int = 4
+    chunk_seconds: float = ranged(4.0, gt=0, unit="seconds")
+    overlap_seconds: float = ranged(0.25, ge=0, unit="seconds")
+    batch_size: int = ranged(4, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     runtime: Literal["auto", "torch", "onnxruntime"] = "auto"
 
 
 @dataclass(frozen=True)
 class StreamParams:
-    block_seconds: float = 0.02
-    threads: int = 1
+    block_seconds: float = ranged(0.02, gt=0, unit="seconds")
+    threads: int = ranged(1, ge=1)
 
 
 @dataclass(frozen=True)
 class ServeParams:
-    workers: int = 1
-    threads: int = 2
-    queue: int = 8
-    timeout_seconds: float = 300.0
+    workers: int = ranged(1, ge=1)
+    threads: int = ranged(2, ge=1)
+    queue: int = ranged(8, ge=0)
+    timeout_seconds: float = ranged(300.0, gt=0, unit="seconds")
 
 
 @dataclass(frozen=True)
 class EvaluateParams:
-    window_seconds: float = 1.0
+    window_seconds: float = ranged(1.0, gt=0, unit="seconds")
     audio_examples: int = 3
 
 
@@ -196,7 +252,7 @@ class ExportParams:
     registered_model: str = "vocalsep"
     metric: Literal["si_sdr", "sdr", "si_sdri"] = "si_sdr"
     onnx: bool = True
-    max_seconds: float = 600.0
+    max_seconds: float = ranged(600.0, gt=0, unit="seconds")
     tolerance: float = 1e-4
 
 
@@ -227,6 +283,13 @@ class Params:
     export: ExportParams = field(default_factory=ExportParams)
     tracking: TrackingParams = field(default_factory=TrackingParams)
 
+    RULES: ClassVar[Rules] = (  # across sections
+        ("data.segment_seconds", lambda p: p.data.segment_seconds <= p.index.snippet_seconds,
+         "must be <= index.snippet_seconds ({index.snippet_seconds})"),
+        ("train.batch_size", lambda p: p.train.batch_size <= p.data.examples_per_epoch,
+         "must be <= data.examples_per_epoch (an epoch holds at least one step)"),
+    )
+
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
@@ -250,6 +313,10 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise ParamsError(f"{key}: expected a mapping of {hint.__name__} fields, got {value!r}")
         return _build(hint, value, key)
+    return _coerce_scalar(value, hint, key)
+
+
+def _coerce_scalar(value: Any, hint: Any, key: str) -> Any:
     if hint is bool:
         if not isinstance(value, bool):
             raise ParamsError(f"{key}: expected true or false, got {value!r}")
@@ -293,21 +360,25 @@ def _build(cls: type, values: dict, prefix: str = "") -> Any:
             f"{' (' + '; '.join(hints_) + ')' if hints_ else ''}; "
             f"allowed keys{' in ' + prefix if prefix else ''}: {', '.join(names)}"
         )
+    where = f"{prefix}." if prefix else ""
     kwargs = {}
-    for name in names:
-        if name in values:
-            key = f"{prefix}.{name}" if prefix else name
-            kwargs[name] = _coerce(values[name], hints[name], key)
-    return cls(**kwargs)
+    for f in dataclasses.fields(cls):
+        if f.name in values:
+            kwargs[f.name] = _coerce(values[f.name], hints[f.name], where + f.name)
+            if "range" in f.metadata:
+                f.metadata["range"].check(kwargs[f.name], where + f.name)
+    built = cls(**kwargs)
+    for name, holds, must in getattr(cls, "RULES", ()):
+        if not holds(built):
+            raise ParamsError(f"{where}{name}: {must.format_map(vars(built))}")
+    return built
 
 
 def params_from_dict(values: dict) -> Params:
     """Build `Params` from a (possibly partial) nested mapping; defaults fill gaps."""
     if not isinstance(values, dict):
         raise ParamsError(f"params must be a mapping of sections, got {type(values).__name__}")
-    params = _build(Params, values)
-    _check_ranges(params)
-    return params
+    return _build(Params, values)
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
@@ -340,71 +411,3 @@ def flatten(values: dict, prefix: str = "") -> dict[str, Any]:
         else:
             flat[dotted] = value
     return flat
-
-
-def _require(ok: bool, key: str, message: str) -> None:
-    if not ok:
-        raise ParamsError(f"{key}: {message}")
-
-
-def _check_ranges(p: Params) -> None:
-    _require(8000 <= p.audio.sample_rate <= 192000, "audio.sample_rate", "must be between 8000 and 192000 Hz")
-    _require(p.demo.acapellas >= 1 and p.demo.instrumentals >= 1, "demo", "needs at least one file of each role")
-    _require(0 < p.demo.min_seconds <= p.demo.max_seconds, "demo.min_seconds", "must be > 0 and <= demo.max_seconds")
-    _require(p.corpus.track_seconds > 0, "corpus.track_seconds", "must be > 0 seconds")
-    _require(0 <= p.corpus.pause_seconds[0] <= p.corpus.pause_seconds[1], "corpus.pause_seconds",
-             "must be [low, high] with 0 <= low <= high")
-    _require(p.download.retries >= 1, "download.retries", "must be at least 1")
-    _require(p.download.socket_timeout > 0, "download.socket_timeout", "must be > 0 seconds")
-    _require(p.download.backoff_seconds >= 0, "download.backoff_seconds", "must be >= 0 seconds")
-    _require(0 < p.normalize.clipping_level <= 1, "normalize.clipping_level", "must be in (0, 1]")
-    _require(p.validate.min_loudness_lufs < p.validate.max_loudness_lufs, "validate.min_loudness_lufs",
-             "must be < validate.max_loudness_lufs")
-    _require(p.index.testset_tracks >= 1, "index.testset_tracks", "must be at least 1")
-    _require(p.index.testset_seconds > 0, "index.testset_seconds", "must be > 0 seconds")
-    _require(p.evaluate.window_seconds > 0, "evaluate.window_seconds", "must be > 0 seconds")
-    _require(p.normalize.peak_ceiling_db <= 0, "normalize.peak_ceiling_db", "must be <= 0 dBFS")
-    _require(p.normalize.workers >= 1, "normalize.workers", "must be at least 1")
-    _require(p.validate.min_files_per_role >= 1, "validate.min_files_per_role", "must be at least 1")
-    _require(p.validate.min_seconds < p.validate.max_seconds, "validate.min_seconds", "must be < validate.max_seconds")
-    fractions = p.index.val_fraction + p.index.test_fraction
-    _require(0 <= p.index.val_fraction < 1 and 0 <= p.index.test_fraction < 1 and fractions < 1,
-             "index.val_fraction", "val_fraction and test_fraction must be in [0, 1) and sum to less than 1")
-    _require(0 < p.index.hop_seconds <= p.index.snippet_seconds, "index.hop_seconds",
-             "must be > 0 and <= index.snippet_seconds")
-    _require(0 < p.index.min_active_fraction <= 1, "index.min_active_fraction", "must be in (0, 1]")
-    _require(p.index.testset_vocal_db[0] <= p.index.testset_vocal_db[1], "index.testset_vocal_db", "must be [low, high]")
-    _require(p.model.filters >= 1 and p.model.skip_filters >= 1, "model.filters", "filters and skip_filters must be >= 1")
-    _require(p.model.layers >= 1 and p.model.layers_per_stack >= 1, "model.layers", "layers and layers_per_stack must be >= 1")
-    _require(p.model.kernel_size >= 2, "model.kernel_size", "must be at least 2")
-    _require(p.model.wave_stride >= 1 and p.model.hop % p.model.wave_stride == 0, "model.hop",
-             f"must be a multiple of model.wave_stride ({p.model.wave_stride})")
-    _require(p.model.n_fft > p.model.hop and p.model.n_fft % 2 == 0, "model.n_fft",
-             f"must be even and > model.hop ({p.model.hop})")
-    _require(p.model.wave_filters >= 1, "model.wave_filters", "must be at least 1")
-    _require(p.train.warmup_steps >= 0, "train.warmup_steps", "must be >= 0")
-    _require(0 < p.data.segment_seconds <= p.index.snippet_seconds, "data.segment_seconds",
-             f"must be > 0 and <= index.snippet_seconds ({p.index.snippet_seconds})")
-    _require(p.data.gain_db[0] <= p.data.gain_db[1], "data.gain_db", "must be [low, high]")
-    _require(0 <= p.data.channel_swap <= 1 and 0 <= p.data.sign_flip <= 1, "data.channel_swap",
-             "channel_swap and sign_flip are probabilities in [0, 1]")
-    _require(p.data.examples_per_epoch >= 1 and p.data.val_examples >= 1, "data.examples_per_epoch",
-             "examples_per_epoch and val_examples must be >= 1")
-    _require(p.train.epochs >= 1, "train.epochs", "must be at least 1")
-    _require(p.train.batch_size >= 1, "train.batch_size", "must be at least 1")
-    _require(p.train.lr > 0, "train.lr", "must be > 0")
-    _require(p.train.workers >= 0, "train.workers", "must be >= 0")
-    _require(p.train.log_every >= 1 and p.train.checkpoint_every >= 1, "train.checkpoint_every",
-             "log_every and checkpoint_every must be >= 1 step")
-    _require(p.train.batch_size <= p.data.examples_per_epoch, "train.batch_size",
-             "must be <= data.examples_per_epoch (an epoch holds at least one step)")
-    _require(p.separate.chunk_seconds > 0, "separate.chunk_seconds", "must be > 0")
-    _require(p.separate.overlap_seconds >= 0, "separate.overlap_seconds", "must be >= 0")
-    _require(p.separate.batch_size >= 1, "separate.batch_size", "must be at least 1")
-    _require(p.stream.block_seconds > 0, "stream.block_seconds", "must be > 0 seconds")
-    _require(p.stream.threads >= 1, "stream.threads", "must be at least 1")
-    _require(p.serve.workers >= 1, "serve.workers", "must be at least 1")
-    _require(p.serve.threads >= 1, "serve.threads", "must be at least 1")
-    _require(p.serve.queue >= 0, "serve.queue", "must be >= 0")
-    _require(p.serve.timeout_seconds > 0, "serve.timeout_seconds", "must be > 0 seconds")
-    _require(p.export.max_seconds > 0, "export.max_seconds", "must be > 0")

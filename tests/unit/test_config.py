@@ -1,7 +1,9 @@
+import dataclasses
+
 import pytest
 import yaml
 
-from vocalsep.config import ParamsError, flatten, load_params, params_from_dict, params_to_dict
+from vocalsep.config import Params, ParamsError, flatten, load_params, params_from_dict, params_to_dict
 
 
 def test_repo_params_parse_and_round_trip(repo_root):
@@ -100,7 +102,7 @@ def test_model_kwargs_of_an_unknown_class_name_the_known_ones():
 
 
 def test_params_are_frozen(real_params):
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         real_params.train.epochs = 10
 
 
@@ -145,3 +147,39 @@ def test_dvc_set_param_rewrites_only_the_lines_it_sets(repo_root, tmp_path, prof
     assert len(original.splitlines()) == len(path.read_text().splitlines())
     assert [a.split(":")[0].strip() for a, _ in changed] == ["sources", "epochs"], changed
     assert "sources/my-songs.yaml" in changed[0][1] and "epochs: 3" in changed[1][1]
+
+
+def _ranged_fields():
+    """(section, field, its Range) for every field that declares its allowed range beside it."""
+    for section in dataclasses.fields(Params):
+        for f in dataclasses.fields(section.default_factory):
+            if "range" in f.metadata:
+                yield section.name, f, f.metadata["range"]
+
+
+def _outside(bounds, default):
+    """A value just outside `bounds`, of the field's own type."""
+    step = 1 if isinstance(default, int) else 0.5
+    for bound, sign in ((bounds.ge, -1), (bounds.gt, 0), (bounds.le, 1), (bounds.lt, 0)):
+        if bound is not None:
+            return type(default)(bound + sign * step) if isinstance(default, int) else float(bound + sign * step)
+    return None
+
+
+@pytest.mark.parametrize("section, name", [(s, f.name) for s, f, _ in _ranged_fields()])
+def test_every_declared_range_is_enforced_and_named(section, name):
+    """A range written beside a field is the whole check: no second list of rules elsewhere."""
+    f, bounds = next((f, r) for s, f, r in _ranged_fields() if (s, f.name) == (section, name))
+    if isinstance(f.default, tuple):
+        value, where = [f.default[1], f.default[0] - 1], f"{section}.{name}"  # reversed: low > high
+    else:
+        value, where = _outside(bounds, f.default), f"{section}.{name}"
+    with pytest.raises(ParamsError, match=rf"^{where.replace('.', chr(92) + '.')}(\[\d\])?: must be"):
+        params_from_dict({section: {name: value}})
+
+
+def test_a_range_reads_as_a_sentence():
+    from vocalsep.config import Range
+
+    assert Range(ge=8000, le=192000, unit="Hz").describe() == "must be >= 8000 and <= 192000 Hz"
+    assert Range(gt=0, le=1).describe() == "must be > 0 and <= 1"
