@@ -152,10 +152,10 @@ def build_run(name: str, params: Params, root: Path, val_seconds: float, minutes
     """
     seed_everything(params.train.seed)
     sr, index = params.audio.sample_rate, root / params.paths.index
-    dataset = MixtureDataset(read_index(index, "train"), params.data, sr, examples=params.data.examples_per_epoch,
+    dataset = MixtureDataset(read_index(Path(index) / "train.parquet"), params.data, sr, examples=params.data.examples_per_epoch,
                              seed=params.data.seed, root=root, where=f"{index}/train.parquet")
     val_data = dataclasses.replace(params.data, segment_seconds=val_seconds)
-    val = validation_set(read_index(index, "val"), val_data, sr, root=root, where=f"{index}/val.parquet")
+    val = validation_set(read_index(Path(index) / "val.parquet"), val_data, sr, root=root, where=f"{index}/val.parquet")
     if peer is not None:
         model, kwargs = peer[0].to(DEVICE).train(), peer[1]
     else:

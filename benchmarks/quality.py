@@ -37,7 +37,7 @@ SI-SDRi = SI-SDR(estimate) - SI-SDR(mixture).
 Silence: museval marks every window whose estimate is all zeros NaN, so its
 SDR is null; SI-SDR of an all-zero estimate is 0/0 (the optimal scale is 0,
 target and error both vanish), undefined, and `vocalsep.metrics.si_sdr`
-returns +inf there, so SI-SDR and SI-SDRi of any all-zero estimate are
+returns NaN there, so SI-SDR and SI-SDRi of any all-zero estimate are
 reported as null, never as a number. JSON has no inf/NaN: every non-finite
 value is null and medians/means run over the finite tracks (`tracks_scored`).
 
@@ -98,7 +98,7 @@ STEMS = ("mixture", "vocals", "accompaniment")
 BASELINES = {
     "mixture": "the mixture as the vocals estimate: SI-SDRi is 0 by definition",
     "silence": "all-zero estimate: SDR null (museval marks every window with a silent estimate NaN); "
-               "SI-SDR and SI-SDRi null (0/0, undefined; vocalsep.metrics.si_sdr would return +inf)",
+               "SI-SDR and SI-SDRi null (0/0, undefined; vocalsep.metrics.si_sdr returns NaN)",
     "irm": "ideal-ratio-mask oracle (power ratio, 4096/1024 STFT): knows the true stems",
 }
 METRICS = ("sdr", "si_sdr", "si_sdri")

@@ -17,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect_dask import DaskTaskRunner
 
 from flows.tasks import RAN, SKIPPED
-from vocalsep.config import Params, load_params
+from vocalsep.config import DEFAULT_PARAMS, Params, load_params
 from vocalsep.stages.normalize import finish, normalize_file, read_downloads
 
 STAGE = "normalize"
@@ -33,7 +33,7 @@ def normalize_one(download: dict, params: Params, root: str) -> tuple[dict, int]
 @flow(name="normalize-fanout")
 def normalize_files(root: str) -> list[int]:
     """Normalize every ok download of `root` in parallel and write the manifest; the worker processes used."""
-    params = load_params(Path(root) / "params.yaml")
+    params = load_params(Path(root) / DEFAULT_PARAMS)
     downloads = read_downloads(params, Path(root))
     # dvc repro starts a stage from empty outputs; do the same so no stale file survives
     shutil.rmtree(Path(root) / params.paths.normalized, ignore_errors=True)

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from vocalsep.config import load_params
+from vocalsep.config import DEFAULT_PARAMS, load_params
 
 MLFLOW_UI_ENV = "VOCALSEP_MLFLOW_UI"  # base URL of the MLflow UI the run link points at
 EVAL_KEYS = ("sdr", "si_sdr", "si_sdri", "mixture_sdr", "irm_sdr", "irm_si_sdr", "tracks")
@@ -65,11 +65,10 @@ def _heading(title: str, outcome: str | None) -> str:
 
 def pipeline_report(root: Path, outcomes: dict[str, str], error: str | None = None) -> str:
     """Markdown for the run of the stages `outcomes` (stage -> ran/skipped/failed/not run) in `root`."""
-    paths = load_params(root / "params.yaml").paths
-    metrics = root / paths.metrics
-    evaluation = _read_json(metrics / "eval.json")
-    registry = _read_json(root / paths.export / "registry.json")  # the decision record
-    train = _read_json(metrics / "train.json")
+    paths = load_params(root / DEFAULT_PARAMS).paths
+    evaluation = _read_json(root / paths.eval_metrics)
+    registry = _read_json(root / paths.registry_record)  # the decision record
+    train = _read_json(root / paths.train_metrics)
     lines = ["# vocalsep pipeline run", "", f"Workspace: `{root}`", ""]
     if error:
         lines += [f"**Failed:** {error}", ""]

@@ -13,7 +13,7 @@ from pathlib import Path
 import networkx as nx
 from ruamel.yaml import YAML
 
-from vocalsep.config import ParamsError, params_from_dict
+from vocalsep.config import DEFAULT_PARAMS, ParamsError, params_from_dict
 from vocalsep.errors import VocalsepError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +26,7 @@ class WorkspaceError(VocalsepError):
 
 def check_workspace(root: Path) -> None:
     """A WorkspaceError naming `repo` unless `root` holds dvc.yaml, params.yaml and a .dvc folder."""
-    missing = [name for name in ("dvc.yaml", "params.yaml", ".dvc") if not (root / name).exists()]
+    missing = [name for name in ("dvc.yaml", str(DEFAULT_PARAMS), ".dvc") if not (root / name).exists()]
     if missing:
         raise WorkspaceError(f"repo {root} is not a vocalsep workspace ({', '.join(missing)} missing): "
                              "pass the repository root as `repo`")
@@ -118,7 +118,7 @@ def apply_overrides(root: Path, params_file: str | None = None, sources: str | N
     if not overrides:
         return []
     yaml = YAML()  # round-trip: keeps the comments that document every key
-    target = root / "params.yaml"
+    target = root / DEFAULT_PARAMS
     document = yaml.load(target.read_text())
     changed = _merge(document, overrides)
     try:

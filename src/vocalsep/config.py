@@ -79,6 +79,60 @@ class PathsParams:
     metrics: str = "metrics"
     plots: str = "plots"
 
+    # The files one stage writes and another reads: named here once, under the folders above.
+    @property
+    def downloads(self) -> Path:
+        """download -> normalize, validate, provenance: one JSON record per source URL."""
+        return Path(self.raw) / "downloads.jsonl"
+
+    @property
+    def manifest(self) -> Path:
+        """normalize -> validate: one row per normalized file."""
+        return Path(self.normalized) / "manifest.parquet"
+
+    @property
+    def valid(self) -> Path:
+        """validate -> index: the manifest rows that passed."""
+        return Path(self.validated) / "valid.parquet"
+
+    @property
+    def quarantine(self) -> Path:
+        return Path(self.validated) / "quarantine.parquet"
+
+    def split(self, name: str) -> Path:
+        """index -> train, provenance: the snippet table of split `name` (train, val, test)."""
+        return Path(self.index) / f"{name}.parquet"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        """train (resume): the latest state."""
+        return Path(self.checkpoints) / "last.pt"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        """train -> evaluate, export, publish: the best validation checkpoint."""
+        return Path(self.checkpoints) / "best.pt"
+
+    @property
+    def train_metrics(self) -> Path:
+        """train -> publish, flow report: steps, wall time, best validation scores."""
+        return Path(self.metrics) / "train.json"
+
+    @property
+    def eval_metrics(self) -> Path:
+        """evaluate -> export, summary, flow report: medians over the test set."""
+        return Path(self.metrics) / "eval.json"
+
+    @property
+    def registry_record(self) -> Path:
+        """export -> summary, flow report: the registry decision (version, champion, reason)."""
+        return Path(self.export) / "registry.json"
+
+    @property
+    def registry_metrics(self) -> Path:
+        """export -> `dvc metrics`: the decision's numbers only."""
+        return Path(self.metrics) / "registry.json"
+
 
 @dataclass(frozen=True)
 class AudioParams:

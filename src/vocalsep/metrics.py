@@ -7,23 +7,36 @@ sources is `(sources, channels, samples)`. Everything is computed in float64.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 
 def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
-    """Scale-invariant SDR in dB (Le Roux et al., "SDR - half-baked or well done?", 2019).
+    """Scale-invariant SDR in dB (Le Roux et al., "SDR - half-baked or well done?", 2019) of one signal.
 
     reference, estimate: `(channels, samples)` or `(samples,)`, same shape; all
-    channels are treated as one signal. With `alpha = <estimate, reference> /
-    ||reference||^2` and `target = alpha * reference`, SI-SDR = 10 log10(
-    ||target||^2 / ||target - estimate||^2)`. No mean removal, as in the
-    paper's definition. NaN for a silent reference, +inf for an exact estimate.
+    channels are treated as one signal. `si_sdr_batch` of a batch of one.
     """
     s, e = _pair(reference, estimate)
-    energy = np.dot(s, s)
-    if energy == 0:
-        return float("nan")
-    target = (np.dot(e, s) / energy) * s
-    return _db(np.dot(target, target), np.sum((target - e) ** 2))
+    return float(si_sdr_batch(torch.from_numpy(s)[None], torch.from_numpy(e)[None])[0])
+
+
+def si_sdr_batch(reference: torch.Tensor, estimate: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
+    """SI-SDR in dB per example, channels flattened: `(batch, ...)` twice -> `(batch,)` float64.
+
+    The one definition of SI-SDR here: evaluation, validation during training
+    and the SI-SDR loss all call it. With `alpha = <estimate, reference> /
+    ||reference||^2` and `target = alpha * reference`, SI-SDR = 10 log10(
+    ||target||^2 / ||target - estimate||^2)`; no mean removal, as in the
+    paper's definition. With `eps = 0` (scoring) a silent reference or a silent
+    estimate is NaN (0/0, undefined) and an exact estimate +inf; training passes
+    a small `eps`, which keeps every value finite and differentiable.
+    """
+    ref = reference.reshape(reference.shape[0], -1).double()
+    est = estimate.reshape(estimate.shape[0], -1).double()
+    alpha = (est * ref).sum(-1, keepdim=True) / ((ref * ref).sum(-1, keepdim=True) + eps)
+    target = alpha * ref
+    error = est - target
+    return 10 * torch.log10(((target * target).sum(-1) + eps) / ((error * error).sum(-1) + eps))
 
 
 def sdr_bsseval_v4(

@@ -17,6 +17,7 @@ sha256), which is what `pretrained/MODEL_CARD.md` lists.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from collections.abc import Sequence
@@ -24,19 +25,38 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
-from vocalsep.config import Params
+from vocalsep.config import Params, PathsParams
 from vocalsep.errors import VocalsepError
-from vocalsep.stages import DOWNLOADS_NAME
 
 FILE_NAME = "provenance.json"
 ARTIFACT = "provenance"  # the pyfunc artifact key (and the served model's param)
 SPLITS = ("train", "val", "test")
 
 
-def read_downloads(raw: Path) -> dict[str, dict]:
-    """The download stage's records (`downloads.jsonl`) by source id; {} when absent."""
-    path = raw / DOWNLOADS_NAME
+def data_hash(paths: PathsParams, lock: Path = Path("dvc.lock")) -> str:
+    """What a model learned from, as one string: the `data_hash` tag of runs, versions and the base model.
+
+    md5 over `path:md5` of the train stage's data, the snippet index and the
+    normalized audio, as the stages that wrote them recorded them in `lock`
+    (so it is known while training runs, and equal at export); 'unknown' when
+    the lock lacks either.
+    """
+    try:
+        stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    except (OSError, yaml.YAMLError):
+        return "unknown"
+    outs = {str(out.get("path", "")).rstrip("/"): out.get("md5") or out.get("hash")
+            for stage in stages.values() for out in (stage or {}).get("outs", [])}
+    data = sorted(str(folder).rstrip("/") for folder in (paths.index, paths.normalized))
+    if any(not outs.get(folder) for folder in data):
+        return "unknown"
+    return hashlib.md5("\n".join(f"{folder}:{outs[folder]}" for folder in data).encode()).hexdigest()
+
+
+def read_downloads(path: Path) -> dict[str, dict]:
+    """The download stage's records (`params.paths.downloads`) by source id; {} when absent."""
     if not path.is_file():
         return {}
     records = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
@@ -45,17 +65,16 @@ def read_downloads(raw: Path) -> dict[str, dict]:
 
 def pipeline_sources(params: Params) -> list[dict[str, Any]]:
     """Every source file the index drew from, with the splits it fed and its download record."""
-    index = Path(params.paths.index)
     splits: dict[str, set[str]] = {}
     roles: dict[str, str] = {}
     for split in SPLITS:
-        path = index / f"{split}.parquet"
+        path = params.paths.split(split)
         if not path.is_file():
             raise VocalsepError(f"{path}: missing; run the index stage first (dvc repro index)")
         for row in pd.read_parquet(path, columns=["id", "role"]).drop_duplicates().itertuples(index=False):
             splits.setdefault(row.id, set()).add(split)
             roles[row.id] = row.role
-    downloads = read_downloads(Path(params.paths.raw))
+    downloads = read_downloads(params.paths.downloads)
     out = []
     for source_id in sorted(splits, key=lambda i: (roles[i], downloads.get(i, {}).get("title") or "", i)):
         record = downloads.get(source_id, {})

@@ -23,10 +23,11 @@ from typing import Any
 
 import torch
 
+from vocalsep.config import DEFAULT_PARAMS, PathsParams, load_params
 from vocalsep.corpus import load_spec
 from vocalsep.model import load_checkpoint
 from vocalsep.pretrained import CONFIG_NAME, WEIGHTS_NAME, export_pretrained
-from vocalsep.training.state import dvc_data_md5
+from vocalsep.provenance import data_hash
 
 COMMAND = "cp params-real.yaml params.yaml && dvc repro"
 
@@ -34,7 +35,7 @@ COMMAND = "cp params-real.yaml params.yaml && dvc repro"
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vocalsep publish-base", description=__doc__.splitlines()[0])
     parser.add_argument("--workspace", type=Path, default=Path("."), help="the DVC workspace that trained it")
-    parser.add_argument("--checkpoint", default="models/checkpoints/best.pt", help="relative to --workspace")
+    parser.add_argument("--checkpoint", help="relative to --workspace (default: its paths.best_checkpoint)")
     parser.add_argument("--out", type=Path, default=Path("pretrained"), help="folder of the shipped model")
     parser.add_argument("--quality", type=Path, help="benchmarks/results/quality.json to quote in the card")
     parser.add_argument("--command", default=COMMAND, help="how it was trained, for the card and the config")
@@ -43,9 +44,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def workspace_paths(workspace: Path) -> PathsParams:
+    """The `paths` of the workspace's params file (defaults when it has none)."""
+    params = workspace / DEFAULT_PARAMS
+    return load_params(params).paths if params.is_file() else PathsParams()
+
+
 def training_record(workspace: Path) -> dict[str, Any]:
     """steps, wall time and examples/s from the train stage's metrics/train.json, when present."""
-    path = workspace / "metrics" / "train.json"
+    path = workspace / workspace_paths(workspace).train_metrics
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
@@ -94,7 +101,7 @@ def model_card(config: dict[str, Any], ckpt: dict[str, Any], workspace: Path, qu
         "Licences: CC-BY-SA-3.0, CC-BY-3.0, GPL-2+, GPL-3+ and GFDL-1.3 material; the weights are a work "
         "trained on it. Attribution for every package is in the table above and in the corpus stage's "
         "`data/corpus/ATTRIBUTION.md`.", "",
-        f"Data hash (DVC md5 of the snippet index): `{dvc_data_md5('data/index', workspace / 'dvc.lock')}`.", "",
+        f"Data hash (`vocalsep.provenance.data_hash`): `{data_hash(workspace_paths(workspace), workspace / 'dvc.lock')}`.", "",
         "## How it was trained", "",
         f"- command: {command} (then `vocalsep publish-base`)",
         f"- git commit: `{ckpt.get('git_sha')}`",
@@ -116,7 +123,7 @@ def model_card(config: dict[str, Any], ckpt: dict[str, Any], workspace: Path, qu
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    ckpt = load_checkpoint(args.workspace / args.checkpoint)
+    ckpt = load_checkpoint(args.workspace / (args.checkpoint or workspace_paths(args.workspace).best_checkpoint))
     config_path = export_pretrained(ckpt, args.out, trained_with=args.command,
                                     val_si_sdr=ckpt.get("val_si_sdr"))
     config = json.loads(config_path.read_text())

@@ -165,7 +165,7 @@ def write_outputs(params: Params, summary: dict, table: pd.DataFrame) -> list[Pa
     metrics, plots = Path(params.paths.metrics), Path(params.paths.plots)
     metrics.mkdir(parents=True, exist_ok=True)
     plots.mkdir(parents=True, exist_ok=True)
-    json_path, csv_path, png_path = metrics / "eval.json", plots / "eval_tracks.csv", plots / "eval_tracks.png"
+    json_path, csv_path, png_path = params.paths.eval_metrics, plots / "eval_tracks.csv", plots / "eval_tracks.png"
     json_path.write_text(json.dumps(summary, indent=2) + "\n")
     table.to_csv(csv_path, index=False, float_format="%.4f")
     bar_chart(table).savefig(png_path, dpi=100)

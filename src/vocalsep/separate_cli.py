@@ -34,7 +34,7 @@ from torch import nn
 from tqdm import tqdm
 
 from vocalsep.audio import read_audio, to_stereo
-from vocalsep.config import Params, ParamsError, SeparateParams, TrackingParams, load_params
+from vocalsep.config import DEFAULT_PARAMS, Params, ParamsError, SeparateParams, TrackingParams, load_params
 from vocalsep.errors import VocalsepError
 from vocalsep.model import load_checkpoint
 from vocalsep.pretrained import PRETRAINED
@@ -62,7 +62,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="auto (default: the registry's champion if it was trained on real recordings, else "
                              "the shipped base model), pretrained (the shipped base model), a checkpoint path, "
                              "or an MLflow models:/ or runs:/ URI")
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"),
+    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS,
                         help="params file for the separate section (default: params.yaml; defaults if absent)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides separate.device")
     parser.add_argument("--runtime", choices=["auto", "torch", "onnxruntime"],
@@ -72,7 +72,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def cli_params(path: Path) -> Params:
     """The params of `path`; defaults when the default file (params.yaml) is absent."""
-    return load_params(path) if path.exists() or path != Path("params.yaml") else Params()
+    return load_params(path) if path.exists() or path != DEFAULT_PARAMS else Params()
 
 
 def separate_params(params: SeparateParams, device: str | None, runtime: str | None = None) -> SeparateParams:

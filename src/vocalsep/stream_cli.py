@@ -45,7 +45,7 @@ from typing import BinaryIO
 import numpy as np
 import soundfile as sf
 
-from vocalsep.config import ParamsError, SeparateParams, StreamParams, TrackingParams, load_params
+from vocalsep.config import DEFAULT_PARAMS, ParamsError, SeparateParams, StreamParams, TrackingParams, load_params
 from vocalsep.errors import VocalsepError
 from vocalsep.devices import pick_device
 from vocalsep.loading import load_separator
@@ -67,7 +67,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=int, default=44100, help="raw input sample rate (default 44100)")
     parser.add_argument("--channels", type=int, choices=[1, 2], default=2, help="raw input channels (default 2)")
     parser.add_argument("--realtime", action="store_true", help="read a file input at real-time pace")
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"),
+    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS,
                         help="params file for the stream section (default: params.yaml; defaults if absent)")
     parser.add_argument("--report", type=Path, help="write latency, block timings and underruns as JSON here")
     parser.add_argument("--input-device", help="record from this audio device (name or index) instead of INPUT")

@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from vocalsep.config import Params, load_params
+from vocalsep.config import DEFAULT_PARAMS, Params, load_params
 
 
 def _read_json(path: Path) -> dict | None:
@@ -38,18 +38,18 @@ def summary_lines(params: Params) -> list[str]:
     p = params.paths
     lines = ["vocalsep results", ""]
     places = [
-        ("downloads", f"{p.raw}/downloads.jsonl"),
-        ("normalized audio", f"{p.normalized}/manifest.parquet"),
+        ("downloads", str(p.downloads)),
+        ("normalized audio", str(p.manifest)),
         ("validation report", f"{p.reports}/validation/summary.txt"),
         ("snippet index", f"{p.index}/"),
         ("test set", f"{p.testset}/"),
-        ("checkpoints", f"{p.checkpoints}/best.pt"),
+        ("checkpoints", str(p.best_checkpoint)),
         ("exported models", f"{p.export}/"),
     ]
     for label, where in places:
         mark = "ok " if Path(where).exists() else "-- "
         lines.append(f"  {mark}{label:<18} {where}")
-    evaluation = _read_json(Path(p.metrics) / "eval.json")
+    evaluation = _read_json(p.eval_metrics)
     if evaluation:
         medians = ", ".join(f"{k} {_fmt(evaluation[k])} dB" for k in ("sdr", "si_sdr", "si_sdri", "mixture_sdr")
                             if k in evaluation)
@@ -57,7 +57,7 @@ def summary_lines(params: Params) -> list[str]:
         if evaluation.get("irm_si_sdr") is not None:
             lines.append(f"ideal-ratio-mask oracle (the target to beat): si_sdr {_fmt(evaluation['irm_si_sdr'])} dB, "
                          f"sdr {_fmt(evaluation.get('irm_sdr'))} dB")
-    registry = _read_json(Path(p.export) / "registry.json")  # the decision record (metrics/ holds its numbers)
+    registry = _read_json(p.registry_record)  # the decision record (metrics/ holds its numbers)
     if registry:
         lines += ["", f"registry: {registry_decision(registry)}"]
     name = params.export.registered_model
@@ -77,7 +77,7 @@ def summary_lines(params: Params) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vocalsep summary", description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--params", default=str(DEFAULT_PARAMS))
     args = parser.parse_args(argv)
     print("\n".join(summary_lines(load_params(args.params))))
     return 0

@@ -23,7 +23,7 @@ DATA = DataParams(segment_seconds=0.25, examples_per_epoch=40, gain_db=(-6.0, 3.
 def table(tmp_path, monkeypatch):
     write_corpus(tmp_path)
     monkeypatch.chdir(tmp_path)  # index paths are relative to the repository root
-    return read_index(tmp_path / "data/index", "train")
+    return read_index(tmp_path / "data/index/train.parquet")
 
 
 def dataset(table, data=DATA, seed=0, augment=True):
@@ -101,7 +101,7 @@ def test_deterministic_per_seed_epoch_and_index_not_workers(table):
 def test_validation_set_is_fixed_and_unaugmented(tmp_path, monkeypatch):
     write_corpus(tmp_path)
     monkeypatch.chdir(tmp_path)
-    val = read_index("data/index", "val")
+    val = read_index("data/index/val.parquet")
     first, again = validation_set(val, DATA, SAMPLE_RATE), validation_set(val, DATA, SAMPLE_RATE)
     assert first[0].shape == (DATA.val_examples, 2, int(DATA.segment_seconds * SAMPLE_RATE))
     assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
@@ -111,7 +111,7 @@ def test_validation_set_is_fixed_and_unaugmented(tmp_path, monkeypatch):
 
 def test_missing_index_and_short_snippets_are_clear_errors(table, tmp_path):
     with pytest.raises(StageError, match="index stage"):
-        read_index(tmp_path / "nowhere", "train")
+        read_index(tmp_path / "nowhere/train.parquet")
     with pytest.raises(StageError, match="segment_seconds"):
         dataset(table, dataclasses.replace(DATA, segment_seconds=5.0))
     with pytest.raises(StageError, match="instrumental"):

@@ -22,7 +22,7 @@ from vocalsep.model import VocNet, load_checkpoint, load_model, save_checkpoint
 from vocalsep.separate import separate_with_params
 from vocalsep.registry import beats_champion, checkpoint_from_uri
 from vocalsep.serving import AUDIO_PARAM, VOCALS_KEY, encode_wav
-from vocalsep.stages.export import (compare_graph, data_hash, export_onnx, export_torchscript, read_eval_metrics,
+from vocalsep.stages.export import (compare_graph, export_onnx, export_torchscript, read_eval_metrics,
                                     register)
 
 
@@ -307,19 +307,26 @@ def test_eval_metrics_must_hold_the_promotion_metric(tmp_path):
     assert read_eval_metrics(path, "sdr") == {"sdr": 1.5, "tracks": 4.0}
 
 
-def test_data_hash_follows_the_train_data_deps(tmp_path):
-    lock = tmp_path / "dvc.lock"
-    assert data_hash(lock) == "unknown"
+def test_data_hash_follows_the_training_data_only(tmp_path):
+    from vocalsep.config import PathsParams
+    from vocalsep.provenance import data_hash
 
-    def write(index_md5: str, code_md5: str) -> str:
-        deps = [{"path": "data/index", "md5": index_md5}, {"path": "src/vocalsep/stages/train.py", "md5": code_md5}]
-        lock.write_text(json.dumps({"schema": "2.0", "stages": {"train": {"cmd": "x", "deps": deps}}}))
-        return data_hash(lock)
+    lock, paths = tmp_path / "dvc.lock", PathsParams()
+    assert data_hash(paths, lock) == "unknown"
 
-    first = write("aaa.dir", "c1")
-    assert first != "unknown"
-    assert write("aaa.dir", "c2") == first  # code changes are not data changes
-    assert write("bbb.dir", "c1") != first
+    def write(index_md5: str, audio_md5: str, code_md5: str = "c1") -> str:
+        stages = {"normalize": {"outs": [{"path": "data/normalized", "md5": audio_md5}]},
+                  "index": {"outs": [{"path": "data/index", "md5": index_md5}]},
+                  "train": {"deps": [{"path": "src/vocalsep/stages/train.py", "md5": code_md5}]}}
+        lock.write_text(json.dumps({"schema": "2.0", "stages": stages}))
+        return data_hash(paths, lock)
+
+    first = write("aaa.dir", "n1.dir")
+    assert len(first) == 32
+    assert write("aaa.dir", "n1.dir", code_md5="c2") == first  # code changes are not data changes
+    assert write("bbb.dir", "n1.dir") != first and write("aaa.dir", "n2.dir") != first
+    lock.write_text(json.dumps({"schema": "2.0", "stages": {"index": {"outs": [{"path": "data/index", "md5": "a"}]}}}))
+    assert data_hash(paths, lock) == "unknown"  # the normalized audio is part of what the model heard
 
 
 def test_a_long_upload_is_refused_from_its_header_before_decoding(monkeypatch):

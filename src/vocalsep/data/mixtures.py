@@ -24,14 +24,14 @@ from torch.utils.data import Dataset
 
 from vocalsep.config import DataParams
 from vocalsep.errors import StageError
+from vocalsep.stages import INDEX_COLUMNS
 
-INDEX_COLUMNS = ("id", "role", "path", "split", "start", "frames", "sample_rate", "active_fraction")
 VAL_EPOCH = -1  # the validation set's fixed "epoch" in the seed sequence
 
 
-def read_index(index_dir: str | Path, split: str) -> pd.DataFrame:
-    """`<index_dir>/<split>.parquet`, checked for the columns of docs/pipeline.md."""
-    path = Path(index_dir) / f"{split}.parquet"
+def read_index(path: str | Path) -> pd.DataFrame:
+    """A snippet table (`params.paths.split(name)`), checked for the columns of docs/pipeline.md."""
+    path = Path(path)
     if not path.exists():
         raise StageError(f"{path}: snippet index not found; run the index stage first (dvc repro index)")
     table = pd.read_parquet(path)

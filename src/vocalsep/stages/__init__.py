@@ -1,15 +1,16 @@
 """Pipeline stages: one module each, a pure function plus `main(argv=None)` for dvc.yaml.
 
-What several stages share lives here: the names of the files one stage writes
-and the next reads, and how paths are stored in manifests.
+What several stages share lives here: the columns of the snippet index and how
+paths are stored in manifests. The files one stage writes and the next reads are
+named once, as properties of `PathsParams` (`params.paths.manifest`, ...).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-DOWNLOADS_NAME = "downloads.jsonl"  # download -> normalize
-MANIFEST_NAME = "manifest.parquet"  # normalize -> validate
+INDEX_COLUMNS = ("id", "role", "path", "split", "start", "frames", "sample_rate", "active_fraction")  # index -> train
+INDEX_INTEGERS = ("start", "frames", "sample_rate")
 
 
 def repo_relative(path: Path, root: Path) -> str:

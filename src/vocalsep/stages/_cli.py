@@ -7,14 +7,14 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from vocalsep.config import Params, ParamsError, load_params
+from vocalsep.config import DEFAULT_PARAMS, Params, ParamsError, load_params
 from vocalsep.errors import VocalsepError
 
 
 def run_stage(name: str, body: Callable[[Params], object], argv: Sequence[str] | None = None) -> int:
     """Parse `--params`, load it, run `body(params)`; user-facing errors end as one line, exit 2."""
     parser = argparse.ArgumentParser(prog=f"python -m vocalsep.stages.{name}", description=body.__doc__)
-    parser.add_argument("--params", default="params.yaml", help="parameter file (default: params.yaml)")
+    parser.add_argument("--params", default=str(DEFAULT_PARAMS), help=f"parameter file (default: {DEFAULT_PARAMS})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", stream=sys.stderr, force=True)
     try:

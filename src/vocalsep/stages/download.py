@@ -27,7 +27,7 @@ from vocalsep.corpus import sha256_file
 from vocalsep.env import ffmpeg_exe
 from vocalsep.errors import StageError
 from vocalsep.sources import ROLES, Source, file_url_path, load_sources, resolve_url
-from vocalsep.stages import DOWNLOADS_NAME, repo_relative
+from vocalsep.stages import repo_relative
 from vocalsep.stages._cli import run_stage
 
 log = logging.getLogger(__name__)
@@ -309,7 +309,7 @@ def download(params: Params) -> list[dict]:
             log.warning("failed  %-12s %s: %s", source.role, source.url, record["reason"])
         records.append(record)
     records = mark_duplicates(records)
-    report = raw / DOWNLOADS_NAME
+    report = params.paths.downloads
     report.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     _check_roles(records, manifest, report)
     return records

@@ -60,7 +60,7 @@ def log_evaluation(params: Params, run_id: str | None, summary: dict, files: lis
 
 def evaluate(params: Params) -> dict:
     """Separate and score every test-set track with best.pt; write metrics and plots; log to MLflow."""
-    checkpoint = load_checkpoint(Path(params.paths.checkpoints) / "best.pt")
+    checkpoint = load_checkpoint(params.paths.best_checkpoint)
     table, estimates = score_testset(checkpoint, params, examples=len(testset_folders(Path(params.paths.testset))))
     summary = summarize(table)
     files = write_outputs(params, summary, table)

@@ -14,7 +14,6 @@ when it is still in the store, registered as a new version of
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import sys
@@ -26,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 
 import vocalsep
@@ -87,19 +85,6 @@ def read_eval_metrics(path: Path, metric: str) -> dict[str, float]:
         raise StageError(f"{path}: has no number {metric!r} (export.metric); "
                          f"found {', '.join(numbers) or 'none'}; re-run evaluate or change export.metric")
     return numbers
-
-
-def data_hash(lock: Path) -> str:
-    """md5 over the train stage's data deps (`path:md5` lines) in dvc.lock; 'unknown' without a lock."""
-    try:
-        stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
-    except (OSError, yaml.YAMLError):
-        return "unknown"
-    deps = [d for d in (stages.get("train") or {}).get("deps", []) if not str(d.get("path", "")).startswith("src/")]
-    if not deps:
-        return "unknown"
-    lines = sorted(f"{d['path']}:{d.get('md5') or d.get('hash') or ''}" for d in deps)
-    return hashlib.md5("\n".join(lines).encode()).hexdigest()
 
 
 def pip_requirements() -> list[str]:
@@ -177,7 +162,7 @@ def register(params: Params, checkpoint: Path, metrics: dict[str, float], lock: 
     """Log the pyfunc (in the training run when it still exists), register a version, promote or not."""
     ckpt = load_checkpoint(checkpoint)
     testset = testset_hash(Path(params.paths.testset))
-    origin = provenance.record(provenance.pipeline_sources(params), data_hash(lock), ckpt.get("git_sha") or "unknown",
+    origin = provenance.record(provenance.pipeline_sources(params), provenance.data_hash(params.paths, lock), ckpt.get("git_sha") or "unknown",
                                f"the pipeline's index ({params.paths.index}) of {params.download.sources}")
     origin_file = provenance.write(origin, Path(params.paths.export) / provenance.FILE_NAME)
     tags = {**metrics, "metric": params.export.metric, TESTSET_TAG: testset, **provenance.version_tags(origin)}
@@ -239,9 +224,6 @@ def register_base_main(argv: Sequence[str] | None = None) -> int:
     return run_stage("register-base", body, argv)
 
 
-REGISTRY_NAME = "registry.json"  # the decision record in paths.export; its numbers in paths.metrics
-
-
 def registry_metrics(record: dict[str, Any]) -> dict[str, float | int]:
     """The numbers of a decision record: what DVC metrics compare across experiments."""
     numbers: dict[str, float | int] = {"version": int(record["version"]),
@@ -256,18 +238,18 @@ def registry_metrics(record: dict[str, Any]) -> dict[str, float | int]:
 
 def export(params: Params, lock: Path = Path("dvc.lock")) -> dict[str, Any]:
     """Run the stage; returns the decision record written to `<paths.export>/registry.json`."""
-    checkpoint = Path(params.paths.checkpoints) / "best.pt"
+    checkpoint = params.paths.best_checkpoint
     model = load_model(checkpoint)
-    metrics = read_eval_metrics(Path(params.paths.metrics) / "eval.json", params.export.metric)
+    metrics = read_eval_metrics(params.paths.eval_metrics, params.export.metric)
     out = Path(params.paths.export)
     out.mkdir(parents=True, exist_ok=True)
     export_torchscript(model, out / "model.ts", params.export.tolerance)
     if params.export.onnx:
         export_onnx(model, out / "model.onnx", params.export.tolerance)
     record = register(params, checkpoint, metrics, lock)
-    (out / REGISTRY_NAME).write_text(json.dumps(record, indent=2) + "\n")
+    params.paths.registry_record.write_text(json.dumps(record, indent=2) + "\n")
     Path(params.paths.metrics).mkdir(parents=True, exist_ok=True)
-    (Path(params.paths.metrics) / REGISTRY_NAME).write_text(json.dumps(registry_metrics(record), indent=2) + "\n")
+    params.paths.registry_metrics.write_text(json.dumps(registry_metrics(record), indent=2) + "\n")
     champion = "none" if record["champion_metric"] is None else f"{record['champion_metric']:.3f}"
     print(f"export: {params.export.registered_model} version {record['version']} "
           f"{params.export.metric} {record['new_metric']:.3f} vs champion {champion} -> "

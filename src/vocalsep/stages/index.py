@@ -35,12 +35,12 @@ from vocalsep.audio import block_rms_db
 from vocalsep.config import IndexParams, Params
 from vocalsep.errors import StageError
 from vocalsep.sources import ROLES
+from vocalsep.stages import INDEX_COLUMNS, INDEX_INTEGERS
 from vocalsep.stages._cli import run_stage
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-INDEX_COLUMNS = ("id", "role", "path", "split", "start", "frames", "sample_rate", "active_fraction")
 BLOCK_SECONDS = 0.05
 INSTRUMENTAL_MIN_ACTIVE = 0.5
 FULL_SCALE = 2**23  # 24-bit PCM: sample values are integers / 2**23
@@ -137,7 +137,7 @@ def build_index(valid: pd.DataFrame, splits: dict[str, str], activity: dict[str,
 
 
 def _empty_table() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype="int64" if c in ("start", "frames", "sample_rate") else
+    return pd.DataFrame({c: pd.Series(dtype="int64" if c in INDEX_INTEGERS else
                                       "float64" if c == "active_fraction" else "str") for c in INDEX_COLUMNS})
 
 
@@ -211,7 +211,7 @@ def make_testset(valid: pd.DataFrame, splits: dict[str, str], activity: dict[str
 
 def index(params: Params) -> dict[str, pd.DataFrame]:
     """Split, index and build the test set; returns the split name -> snippet table."""
-    valid = read_valid(Path(params.paths.validated) / "valid.parquet")
+    valid = read_valid(params.paths.valid)
     splits = assign_splits(valid, params.index)
     activity = {row.id: file_activity(row.path, params.audio.sample_rate, params.index.activity_threshold_db)
                 for row in valid.itertuples(index=False)}
@@ -219,7 +219,7 @@ def index(params: Params) -> dict[str, pd.DataFrame]:
     out = Path(params.paths.index)
     out.mkdir(parents=True, exist_ok=True)
     for split, table in tables.items():
-        table.to_parquet(out / f"{split}.parquet", index=False)
+        table.to_parquet(params.paths.split(split), index=False)
         log.info("%s: %d snippets from %d files", split, len(table), table["id"].nunique())
     testset = Path(params.paths.testset)
     shutil.rmtree(testset, ignore_errors=True)  # stale tracks from a larger earlier test set must go

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from vocalsep import audio
 from vocalsep.config import Params
 from vocalsep.errors import AudioError, StageError
-from vocalsep.stages import DOWNLOADS_NAME, MANIFEST_NAME, repo_relative
+from vocalsep.stages import repo_relative
 from vocalsep.stages._cli import run_stage
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ MANIFEST_COLUMNS: dict[str, str] = {
 
 def read_downloads(params: Params, root: Path) -> list[dict]:
     """The `downloads.jsonl` rows with status "ok", sorted by (role, id)."""
-    jsonl = Path(root) / params.paths.raw / DOWNLOADS_NAME
+    jsonl = Path(root) / params.paths.downloads
     if not jsonl.is_file():
         raise StageError(f"{jsonl}: not found; run the download stage first (dvc repro download)")
     rows = []
@@ -129,7 +129,7 @@ def manifest_frame(rows: Iterable[dict]) -> pd.DataFrame:
 
 def write_manifest(rows: Iterable[dict], params: Params, root: Path) -> Path:
     """Write `<paths.normalized>/manifest.parquet` from manifest rows; its path."""
-    path = Path(root) / params.paths.normalized / MANIFEST_NAME
+    path = Path(root) / params.paths.manifest
     path.parent.mkdir(parents=True, exist_ok=True)
     manifest_frame(rows).to_parquet(path, index=False)
     return path

@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from vocalsep import tracking
+from vocalsep import provenance, tracking
 from vocalsep.config import Params, params_to_dict
 from vocalsep.data import MixtureDataset, read_index, validation_set
 from vocalsep.model.checkpoint import build_model, git_sha, load_model, model_kwargs, save_checkpoint
@@ -30,7 +30,7 @@ from vocalsep.pretrained import init_from_pretrained
 from vocalsep.stages._cli import run_stage
 from vocalsep.training import distributed, report
 from vocalsep.training.loop import make_optimizer, make_scheduler, train_step, validate
-from vocalsep.training.state import (Progress, dvc_data_md5, index_hash, load_resumable, progress_dict,
+from vocalsep.training.state import (Progress, index_hash, load_resumable, progress_dict,
                                      progress_from, restore_rng_states, resume_key, rng_states)
 
 log = logging.getLogger(__name__)
@@ -63,10 +63,6 @@ class Session:
     def total_steps(self) -> int:
         return self.params.train.epochs * self.steps_per_epoch
 
-    def path(self, name: str) -> Path:
-        return Path(self.params.paths.checkpoints) / name
-
-
 def train(params: Params) -> dict[str, float | int]:
     """Train the separator; returns the train.json metrics (empty on ranks other than 0)."""
     ctx = distributed.setup(params.train.device)
@@ -94,18 +90,18 @@ def _prepare(params: Params, ctx: distributed.Context) -> Session:
     for seed_fn in (torch.manual_seed, np.random.seed, random.seed):
         seed_fn(params.train.seed)
     sr, paths = params.audio.sample_rate, params.paths
-    dataset = MixtureDataset(read_index(paths.index, "train"), params.data, sr,
+    dataset = MixtureDataset(read_index(paths.split("train")), params.data, sr,
                              examples=params.data.examples_per_epoch, seed=params.data.seed,
-                             where=f"{paths.index}/train.parquet")
-    val = validation_set(read_index(paths.index, "val"), params.data, sr, where=f"{paths.index}/val.parquet")
+                             where=str(paths.split("train")))
+    val = validation_set(read_index(paths.split("val")), params.data, sr, where=str(paths.split("val")))
     key = resume_key(params, index_hash(paths.index))
-    ckpt = load_resumable(Path(paths.checkpoints) / "last.pt", key)
+    ckpt = load_resumable(paths.last_checkpoint, key)
     total = params.train.epochs * (params.data.examples_per_epoch // params.train.batch_size)
     if ckpt is not None and _finished(ckpt, total):
         # DVC runs this stage again only when told to (dvc repro -f) or when a dep outside the resume
         # key changed: both ask for a new training, so a finished last.pt is a start, not a resume
         log.info("%s is a finished run (step %d of %d); training again from the start",
-                 Path(paths.checkpoints) / "last.pt", ckpt["step"], total)
+                 paths.last_checkpoint, ckpt["step"], total)
         ckpt = None
     kwargs = model_kwargs(params.model.name, params_to_dict(params)["model"])
     raw = build_model(params.model.name, kwargs).to(ctx.device)
@@ -119,7 +115,7 @@ def _prepare(params: Params, ctx: distributed.Context) -> Session:
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         restore_rng_states(ckpt["rng"])
-        log.info("resuming from %s at step %d of %d", Path(paths.checkpoints) / "last.pt", ckpt["step"], total)
+        log.info("resuming from %s at step %d of %d", paths.last_checkpoint, ckpt["step"], total)
     return Session(params, ctx, raw, _wrap(raw, params, ctx), kwargs, optimizer, scheduler, dataset, val, key,
                    progress_from(ckpt), git_sha())
 
@@ -144,7 +140,7 @@ def _log_run_info(s: Session) -> None:
     tracking.log_params_flat(p)
     tracking.set_tags({
         "git_sha": s.sha, "device": str(s.ctx.device), "world_size": s.ctx.world_size,
-        "data_hash": dvc_data_md5(p.paths.index) or s.key["data_hash"], "index_sha256": s.key["data_hash"],
+        "data_hash": provenance.data_hash(p.paths), "index_sha256": s.key["data_hash"],
         "receptive_field": s.raw.receptive_field,
         "parameters": sum(x.numel() for x in s.raw.parameters()),
         "global_batch": p.train.batch_size, "total_steps": s.total_steps,
@@ -233,22 +229,22 @@ def _common(s: Session) -> dict[str, Any]:
 
 
 def _save_last(s: Session) -> None:
-    save_checkpoint(s.path("last.pt"), s.raw, s.kwargs, **_common(s), resume_key=s.key,
+    save_checkpoint(s.params.paths.last_checkpoint, s.raw, s.kwargs, **_common(s), resume_key=s.key,
                     optimizer=s.optimizer.state_dict(), scheduler=s.scheduler.state_dict(), rng=rng_states(),
                     progress=progress_dict(s.progress))
 
 
 def _save_best(s: Session, epoch: int) -> None:
-    save_checkpoint(s.path("best.pt"), s.raw, s.kwargs, **{**_common(s), "epoch": epoch},
+    save_checkpoint(s.params.paths.best_checkpoint, s.raw, s.kwargs, **{**_common(s), "epoch": epoch},
                     val_l1=s.progress.best_l1, val_si_sdr=s.progress.best_si_sdr)
 
 
 def _finish(s: Session) -> dict[str, float | int]:
     """Write train.json and train_loss.csv; log the loss figure and best-model audio to MLflow."""
-    values = report.write_outputs(s.progress, s.params.paths.metrics, s.params.paths.plots)
+    values = report.write_outputs(s.progress, s.params.paths.train_metrics, s.params.paths.plots)
     tracking.log_metrics({f"best_{k}": v for k, v in values.items() if k.startswith("val_")}, step=s.progress.step)
     tracking.log_figure(report.loss_figure(s.progress), "plots/train_loss.png")
-    best = s.path("best.pt")
+    best = s.params.paths.best_checkpoint
     model = load_model(best).to(s.ctx.device) if best.exists() else s.raw
     report.log_examples(model, *s.val, s.params.audio.sample_rate, s.ctx.device)
     return values

@@ -31,7 +31,6 @@ from vocalsep.config import Params
 from vocalsep.errors import StageError
 from vocalsep.provenance import read_downloads
 from vocalsep.sources import ROLES
-from vocalsep.stages import MANIFEST_NAME
 from vocalsep.stages._cli import run_stage
 from vocalsep.stages.normalize import MANIFEST_COLUMNS
 
@@ -229,18 +228,17 @@ def _json_safe(value: Any) -> Any:
 
 def validate(params: Params) -> ValidationOutcome:
     """Run the suite, write valid/quarantine parquet and the reports, fail if too little is valid."""
-    manifest = read_manifest(Path(params.paths.normalized) / MANIFEST_NAME)
+    manifest = read_manifest(params.paths.manifest)
     reports = Path(params.paths.reports) / "validation"
     reports.mkdir(parents=True, exist_ok=True)
     result = run_suite(manifest, params, reports / "data_docs")
     valid, quarantine = split_manifest(manifest, broken_rows(result))
-    out = Path(params.paths.validated)
-    out.mkdir(parents=True, exist_ok=True)
-    valid.to_parquet(out / "valid.parquet", index=False)
-    quarantine.to_parquet(out / "quarantine.parquet", index=False)
+    params.paths.valid.parent.mkdir(parents=True, exist_ok=True)
+    valid.to_parquet(params.paths.valid, index=False)
+    quarantine.to_parquet(params.paths.quarantine, index=False)
     (reports / "result.json").write_text(json.dumps(result, indent=2, default=str))
     summary_path = reports / "summary.txt"
-    summary_path.write_text(summarize(valid, quarantine, params, read_downloads(Path(params.paths.raw))))
+    summary_path.write_text(summarize(valid, quarantine, params, read_downloads(params.paths.downloads)))
     log.info("%d valid, %d quarantined; report in %s", len(valid), len(quarantine), summary_path)
     check_enough(valid, quarantine, params, summary_path)
     return ValidationOutcome(valid=valid, quarantine=quarantine, result=result)

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from vocalsep.config import TrainParams
-from vocalsep.training.losses import LOSSES, l1_loss, si_sdr
+from vocalsep.metrics import si_sdr_batch
+from vocalsep.training.losses import LOSSES, SI_SDR_EPS, l1_loss
 
 
 def make_optimizer(model: nn.Module, train: TrainParams) -> torch.optim.Optimizer:
@@ -74,4 +75,4 @@ def validate(model: nn.Module, mixture: torch.Tensor, vocals: torch.Tensor, batc
              device: torch.device, amp: bool) -> dict[str, float]:
     """Mean L1 and mean SI-SDR (dB) of the model on the fixed validation mixtures `(n, 2, samples)`."""
     estimate = predict(model, mixture, batch_size, device, amp)
-    return {"l1": float(l1_loss(estimate, vocals)), "si_sdr": float(si_sdr(estimate, vocals).mean())}
+    return {"l1": float(l1_loss(estimate, vocals)), "si_sdr": float(si_sdr_batch(vocals, estimate, eps=SI_SDR_EPS).mean())}

@@ -7,6 +7,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from vocalsep.metrics import si_sdr_batch
+
 STFT_RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))  # (n_fft, hop): short to long windows
 
 
@@ -41,6 +43,7 @@ def l1_stft_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return l1_loss(estimate, target) + multi_resolution_stft_loss(estimate, target)
 
 
+SI_SDR_EPS = 1e-8  # keeps the SI-SDR loss finite for silent targets or estimates
 SNR_CAP = 1e-3  # tau: the loss stops rewarding an example past 30 dB SNR (Wisdom et al. 2020, thresholded SNR)
 ENERGY_FLOOR = 1e-7  # per sample, ~40 dB under a -23 LUFS voice: bounds the loss of silent targets
 
@@ -67,7 +70,7 @@ def snr_stft_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def si_sdr_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Negative SI-SDR in dB, mean over the batch: scale-invariant, so the output level is left free."""
-    return -si_sdr(estimate, target).mean()
+    return -si_sdr_batch(target, estimate, eps=SI_SDR_EPS).float().mean()
 
 
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
@@ -77,18 +80,3 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "snr_stft": snr_stft_loss,
     "si_sdr": si_sdr_loss,
 }
-
-
-def si_sdr(estimate: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Scale-invariant SDR in dB per example, channels flattened: `(batch, ...)` -> `(batch,)`.
-
-    The target is projected onto the estimate's scale (Le Roux et al. 2019); a
-    silent target or estimate gives a very low value instead of NaN.
-    """
-    est = estimate.reshape(estimate.shape[0], -1).double()
-    ref = target.reshape(target.shape[0], -1).double()
-    scale = (est * ref).sum(-1, keepdim=True) / ((ref * ref).sum(-1, keepdim=True) + eps)
-    projection = scale * ref
-    noise = est - projection
-    ratio = ((projection * projection).sum(-1) + eps) / ((noise * noise).sum(-1) + eps)
-    return (10 * torch.log10(ratio)).float()

@@ -35,10 +35,10 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_outputs(progress: Progress, metrics_dir: str | Path, plots_dir: str | Path) -> dict[str, float | int]:
-    """Write `<metrics>/train.json` and `<plots>/train_loss.csv` (columns step, loss); return the summary."""
+def write_outputs(progress: Progress, train_json: str | Path, plots_dir: str | Path) -> dict[str, float | int]:
+    """Write `train_json` (`paths.train_metrics`) and `<plots>/train_loss.csv` (columns step, loss); return the summary."""
     values = summary(progress)
-    _write_atomic(Path(metrics_dir) / "train.json", json.dumps(values, indent=2) + "\n")
+    _write_atomic(Path(train_json), json.dumps(values, indent=2) + "\n")
     rows = ["step,loss"] + [f"{step},{loss:.6g}" for step, loss in progress.losses]
     _write_atomic(Path(plots_dir) / "train_loss.csv", "\n".join(rows) + "\n")
     return values

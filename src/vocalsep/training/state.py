@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from vocalsep.config import Params, params_to_dict
 from vocalsep.model.checkpoint import load_checkpoint
@@ -48,18 +47,6 @@ def index_hash(index_dir: str | Path) -> str:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
-
-
-def dvc_data_md5(index_dir: str, lock_path: str | Path = "dvc.lock") -> str | None:
-    """DVC's md5 of the index folder as the index stage recorded it in dvc.lock, if there is one."""
-    lock = Path(lock_path)
-    if not lock.exists():
-        return None
-    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
-    for out in stages.get("index", {}).get("outs", []):
-        if out.get("path", "").rstrip("/") == index_dir.rstrip("/"):
-            return out.get("md5")
-    return None
 
 
 # train settings that change how a run executes, not what it computes: changing them keeps progress
