@@ -11,12 +11,7 @@ FROM python:3.11-slim
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 
-ENV DO_NOT_TRACK=1 \
-    DVC_NO_ANALYTICS=1 \
-    PREFECT_SERVER_ANALYTICS_ENABLED=false \
-    MLFLOW_DISABLE_TELEMETRY=true \
-    GX_ANALYTICS_ENABLED=false \
-    PYTHONUNBUFFERED=1 \
+ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1
 
 RUN apt-get update && apt-get install -y --no-install-recommends git libsndfile1 \
@@ -34,4 +29,6 @@ RUN uv pip install --system --no-deps .
 ENV VOCALSEP_PRETRAINED=/opt/vocalsep/pretrained
 
 WORKDIR /work
+# Every command (dvc, mlflow, prefect, vocalsep) starts with telemetry off: the one list, src/vocalsep/telemetry.env.
+ENTRYPOINT ["/bin/sh", "-c", "set -a; . /opt/vocalsep/src/vocalsep/telemetry.env; set +a; exec \"$@\"", "vocalsep"]
 CMD ["vocalsep", "--help"]

@@ -7,12 +7,10 @@ PYTHON ?= python3
 BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed
 
-# Nothing here reaches the internet: switch every library's telemetry off.
-export DO_NOT_TRACK := 1
-export DVC_NO_ANALYTICS := 1
-export PREFECT_SERVER_ANALYTICS_ENABLED := false
-export MLFLOW_DISABLE_TELEMETRY := true
-export GX_ANALYTICS_ENABLED := false
+# Nothing here reaches the internet: switch every library's telemetry off (the one list, KEY=value lines).
+TELEMETRY_ENV := src/vocalsep/telemetry.env
+include $(TELEMETRY_ENV)
+export $(shell sed -n 's/^\([A-Z_]*\)=.*/\1/p' $(TELEMETRY_ENV))
 export PATH := $(BIN):$(PATH)
 
 .PHONY: run test install lint clean-data

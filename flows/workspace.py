@@ -16,7 +16,15 @@ from ruamel.yaml import YAML
 from vocalsep.config import DEFAULT_PARAMS, ParamsError, params_from_dict
 from vocalsep.errors import VocalsepError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+
+def _default_repo() -> Path:
+    """The checkout this `flows/` sits in (an editable install), else the working directory (an installed
+    package, as in the Docker image, started in the workspace)."""
+    here = Path(__file__).resolve().parents[1]
+    return here if (here / "dvc.yaml").is_file() else Path.cwd()
+
+
+REPO_ROOT = _default_repo()
 LOCK_NAME = ".dvc/tmp/vocalsep-flow.lock"  # .dvc/tmp is git-ignored by DVC itself
 
 

@@ -16,6 +16,7 @@ import yaml
 
 from vocalsep.config import load_params
 from vocalsep.demo import write_manifest
+from vocalsep.env import TELEMETRY_OFF
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,9 +47,7 @@ def venv_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for subprocesses: this interpreter's bin first on PATH, telemetry off."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.update({"DO_NOT_TRACK": "1", "DVC_NO_ANALYTICS": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
-                "GX_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1"})
+    env.update({**TELEMETRY_OFF, "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1"})
     env.pop("MLFLOW_TRACKING_URI", None)
     env.update(extra or {})
     return env

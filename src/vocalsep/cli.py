@@ -7,8 +7,8 @@ import sys
 from collections.abc import Sequence
 
 from vocalsep.config import ParamsError
+from vocalsep.env import disable_telemetry
 from vocalsep.errors import VocalsepError
-from pathlib import Path
 
 # subcommand -> "module:function(argv) -> int", imported only when used
 COMMANDS = {
@@ -25,16 +25,6 @@ COMMANDS = {
 }
 
 
-def _import_from_repo(module: str) -> None:
-    """`flows` belongs to the repository (it works on that DVC workspace), not the installed library:
-    import it from the current folder, which must be the repository root."""
-    root = Path.cwd()
-    if not (root / module.split(".")[0] / "__init__.py").is_file():
-        raise SystemExit(f"vocalsep: {root} has no {module.split('.')[0]}/ folder; "
-                         "run this command from the repository root")
-    sys.path.insert(0, str(root))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help"} or argv[0] not in COMMANDS:
@@ -47,8 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     target, _ = COMMANDS[argv[0]]
     module, func = target.split(":")
-    if module.startswith("flows."):
-        _import_from_repo(module)
+    disable_telemetry()  # where the command starts, not on import
     try:
         return int(getattr(importlib.import_module(module), func)(argv[1:]) or 0)
     except (ParamsError, VocalsepError) as err:  # a user's mistake: one line, no traceback

@@ -255,6 +255,45 @@ def _trimmed(audio: np.ndarray, trim_db: float) -> np.ndarray:
     return audio[loud[0]:loud[-1] + 1] if len(loud) else audio[:0]
 
 
+def _decoded_by_rate(files: list[Path], trim_db: float) -> dict[int, list[tuple[Path, np.ndarray]]]:
+    """Each decodable file trimmed of silence at both ends, grouped by its own sample rate."""
+    by_rate: dict[int, list[tuple[Path, np.ndarray]]] = {}
+    for path in files:
+        try:
+            audio, rate = read_audio(path)
+        except VocalsepError as err:
+            log.warning("left out %s: %s", path, err)
+            continue
+        audio = _trimmed(audio, trim_db)
+        if audio.shape[0] > 0:
+            by_rate.setdefault(rate, []).append((path, audio))
+    return by_rate
+
+
+def _join_rate(items: list[tuple[Path, np.ndarray]], rate: int, params: JoinParams, rng: np.random.Generator
+               ) -> list[tuple[np.ndarray, int, list[Path]]]:
+    """The utterances of one rate, shuffled, joined with pauses into tracks of about `track_seconds`."""
+    channels = max(a.shape[1] for _, a in items)
+    tracks, pieces, members, length = [], [], [], 0
+    for i in rng.permutation(len(items)):
+        path, audio = items[i]
+        if audio.shape[1] < channels:
+            audio = np.repeat(audio, channels, axis=1)
+        pause = np.zeros((int(rng.uniform(*params.pause_seconds) * rate), channels), np.float32)
+        pieces += [pause, audio]
+        members.append(path)
+        length += pause.shape[0] + audio.shape[0]
+        if length >= params.track_seconds * rate:
+            tracks.append((np.concatenate(pieces + [pause]), rate, members))
+            pieces, members, length = [], [], 0
+    if members and tracks and length < params.track_seconds * rate / 3:
+        last, _, last_members = tracks.pop()  # a short tail joins the previous track
+        tracks.append((np.concatenate([last] + pieces), rate, last_members + members))
+    elif members:
+        tracks.append((np.concatenate(pieces + [pieces[0]]), rate, members))
+    return tracks
+
+
 def join_utterances(files: list[Path], params: JoinParams, rng: np.random.Generator
                     ) -> list[tuple[np.ndarray, int, list[Path]]]:
     """Short voice files -> tracks `(audio (frames, channels), rate, member files)` with pauses between them.
@@ -265,42 +304,8 @@ def join_utterances(files: list[Path], params: JoinParams, rng: np.random.Genera
     `pause_seconds`, about `track_seconds` per track. Files that cannot be
     decoded are logged and left out.
     """
-    by_rate: dict[int, list[tuple[Path, np.ndarray]]] = {}
-    for path in files:
-        try:
-            audio, rate = read_audio(path)
-        except VocalsepError as err:
-            log.warning("left out %s: %s", path, err)
-            continue
-        audio = _trimmed(audio, params.trim_db)
-        if audio.shape[0] > 0:
-            by_rate.setdefault(rate, []).append((path, audio))
-    tracks = []
-    for rate in sorted(by_rate):
-        items = by_rate[rate]
-        channels = max(a.shape[1] for _, a in items)
-        order = rng.permutation(len(items))
-        pieces: list[np.ndarray] = []
-        members: list[Path] = []
-        length = 0
-        for i in order:
-            path, audio = items[i]
-            if audio.shape[1] < channels:
-                audio = np.repeat(audio, channels, axis=1)
-            pause = np.zeros((int(rng.uniform(*params.pause_seconds) * rate), channels), np.float32)
-            pieces += [pause, audio]
-            members.append(path)
-            length += pause.shape[0] + audio.shape[0]
-            if length >= params.track_seconds * rate:
-                tracks.append((np.concatenate(pieces + [pause]), rate, members))
-                pieces, members, length = [], [], 0
-        if members:
-            if tracks and tracks[-1][1] == rate and length < params.track_seconds * rate / 3:
-                last, _, last_members = tracks.pop()  # a short tail joins the previous track
-                tracks.append((np.concatenate([last] + pieces), rate, last_members + members))
-            else:
-                tracks.append((np.concatenate(pieces + [pieces[0]]), rate, members))
-    return tracks
+    by_rate = _decoded_by_rate(files, params.trim_db)
+    return [track for rate in sorted(by_rate) for track in _join_rate(by_rate[rate], rate, params, rng)]
 
 
 def build_corpus(spec: str | Path, which: str, out: str | Path, cache: str | Path,

@@ -1,18 +1,25 @@
-"""Process environment the project relies on: no telemetry, ffmpeg on PATH."""
+"""Process environment the project relies on: no telemetry, ffmpeg on PATH.
+
+Nothing happens on import: each command calls `disable_telemetry()` where it
+starts (the `vocalsep` CLI, every stage's `main`), so importing vocalsep into
+another process (MLflow's scoring server, a notebook) changes no environment.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
-TELEMETRY_OFF = {
-    "DO_NOT_TRACK": "1",
-    "DVC_NO_ANALYTICS": "1",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "GX_ANALYTICS_ENABLED": "false",
-    "HF_HUB_OFFLINE": "1",
-}
+TELEMETRY_FILE = Path(__file__).with_name("telemetry.env")  # KEY=value lines; the Makefile includes it too
+
+
+def _read_env(path: Path) -> dict[str, str]:
+    lines = (line.strip() for line in path.read_text().splitlines())
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+TELEMETRY_OFF = _read_env(TELEMETRY_FILE)
 
 
 def disable_telemetry() -> None:

@@ -157,28 +157,35 @@ def separate(
     mixture = np.ascontiguousarray(mixture, dtype=np.float32)
     if mixture.ndim != 2 or mixture.shape[-1] == 0:
         raise ValueError(f"mixture must be (channels, samples) with samples > 0, got shape {mixture.shape}")
+    chunk = min(chunk_samples, mixture.shape[-1])
+    device = torch.device(device)
+    model = model.to(device).eval()
+    context = tuple(model.context if context is None else context)
+    with torch.inference_mode():
+        output, weight_sum = _overlap_add_chunks(model, mixture, chunk, min(overlap_samples, chunk // 2), batch_size,
+                                                 device, context, progress)
+    output /= weight_sum
+    return output
+
+
+def _overlap_add_chunks(model: nn.Module, mixture: np.ndarray, chunk: int, overlap: int, batch_size: int,
+                        device: torch.device, context: tuple[int, int], progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Every chunk's estimate, weighted by the fade window and added into place; and the sum of weights."""
     length = mixture.shape[-1]
-    chunk = min(chunk_samples, length)
-    overlap = min(overlap_samples, chunk // 2)
     starts = chunk_offsets(length, chunk, chunk - overlap)
     weights = fade_window(chunk, overlap)
     output = np.zeros_like(mixture)
     weight_sum = np.zeros(length, dtype=np.float32)
-    device = torch.device(device)
-    model = model.to(device).eval()
-    context = tuple(model.context if context is None else context)
     stride = int(getattr(model, "stride", 1))
-    with torch.inference_mode():
-        for batch in tqdm(list(_batches(starts, batch_size)), desc="separate", unit="batch", disable=not progress):
-            windows = [context_window(s, chunk, length, context, stride) for s in batch]
-            for group in _same_size(list(zip(batch, windows))):
-                check_deadline()
-                stacked = np.stack([mixture[:, w:w + size] for _, (w, size) in group])
-                estimate = model(torch.from_numpy(stacked).to(device)).float().cpu().numpy()
-                for piece, (start, (w, _)) in zip(estimate, group):
-                    overlap_add(output, weight_sum, piece[:, start - w:start - w + chunk], start, weights)
-    output /= weight_sum
-    return output
+    for batch in tqdm(list(_batches(starts, batch_size)), desc="separate", unit="batch", disable=not progress):
+        windows = [context_window(s, chunk, length, context, stride) for s in batch]
+        for group in _same_size(list(zip(batch, windows))):
+            check_deadline()
+            stacked = np.stack([mixture[:, w:w + size] for _, (w, size) in group])
+            estimate = model(torch.from_numpy(stacked).to(device)).float().cpu().numpy()
+            for piece, (start, (w, _)) in zip(estimate, group):
+                overlap_add(output, weight_sum, piece[:, start - w:start - w + chunk], start, weights)
+    return output, weight_sum
 
 
 def separate_with_params(

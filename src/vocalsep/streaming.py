@@ -236,6 +236,38 @@ class _Resampler:
         return self.stream.resample_chunk(np.ascontiguousarray(block, dtype=np.float32), last=last)
 
 
+class _StemFiles:
+    """The two stem files of `stream_file`, written as vocals come: accompaniment = the input - vocals."""
+
+    def __init__(self, vocals_path: Path, accompaniment_path: Path, rate: int, channels: int, subtype: str):
+        self.channels = channels
+        self.pending = np.zeros((0, channels), np.float32)  # input (as written to the stems) awaiting its vocals
+        self.read = self.written = 0
+        for path in (vocals_path, accompaniment_path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self.vocals = sf.SoundFile(vocals_path, "w", rate, channels, subtype=subtype)
+        self.accompaniment = sf.SoundFile(accompaniment_path, "w", rate, channels, subtype=subtype)
+
+    def add_input(self, block: np.ndarray, stereo: np.ndarray) -> None:
+        self.read += block.shape[0]
+        self.pending = np.concatenate([self.pending, block if self.channels == 1 else stereo])
+
+    def write(self, vocals: np.ndarray, final: bool = False) -> None:
+        if final:  # the whole-song pass fits the resampled vocals to the input's length
+            vocals = fit_length(vocals, max(0, self.read - self.written))
+        vocals = vocals[: self.pending.shape[0]]
+        if self.channels == 1:
+            vocals = vocals.mean(axis=1, keepdims=True)
+        mixture, self.pending = self.pending[: vocals.shape[0]], self.pending[vocals.shape[0]:]
+        self.vocals.write(vocals)
+        self.accompaniment.write(mixture - vocals)
+        self.written += vocals.shape[0]
+
+    def close(self) -> None:
+        self.vocals.close()
+        self.accompaniment.close()
+
+
 def stream_file(model: nn.Module, model_rate: int, params: SeparateParams, path: Path, vocals_path: Path,
                 accompaniment_path: Path, subtype: str = "FLOAT", frames: int = BLOCK_FRAMES) -> tuple[int, int]:
     """Separate `path` into two stem files block by block; returns `(frames, rate)` written.
@@ -246,35 +278,18 @@ def stream_file(model: nn.Module, model_rate: int, params: SeparateParams, path:
     rate, channels, blocks = audio_blocks(path, frames)
     core = streaming_core(model, model_rate, params)
     down, up = _Resampler(rate, model_rate, 2), _Resampler(model_rate, rate, 2)
-    out_channels = 1 if channels == 1 else 2
-    pending = np.zeros((0, out_channels), np.float32)  # input (as written to the stems) awaiting its vocals
-    read = written = 0
-    vocals_path.parent.mkdir(parents=True, exist_ok=True)
-    accompaniment_path.parent.mkdir(parents=True, exist_ok=True)
-    with sf.SoundFile(vocals_path, "w", rate, out_channels, subtype=subtype) as vocals_file, \
-            sf.SoundFile(accompaniment_path, "w", rate, out_channels, subtype=subtype) as accompaniment_file:
-
-        def write(vocals: np.ndarray, final: bool = False) -> None:
-            nonlocal pending, written
-            if final:  # the whole-song pass fits the resampled vocals to the input's length
-                vocals = fit_length(vocals, max(0, read - written))
-            vocals = vocals[: pending.shape[0]]
-            if out_channels == 1:
-                vocals = vocals.mean(axis=1, keepdims=True)
-            mixture, pending = pending[: vocals.shape[0]], pending[vocals.shape[0]:]
-            vocals_file.write(vocals)
-            accompaniment_file.write(mixture - vocals)
-            written += vocals.shape[0]
-
+    stems = _StemFiles(vocals_path, accompaniment_path, rate, 1 if channels == 1 else 2, subtype)
+    try:
         for block in blocks:
-            read += block.shape[0]
             stereo = to_stereo(block)
-            pending = np.concatenate([pending, block if out_channels == 1 else stereo])
-            vocals = core.push(down(stereo).T).T
-            write(up(vocals))
+            stems.add_input(block, stereo)
+            stems.write(up(core.push(down(stereo).T).T))
         flushed = down(np.zeros((0, 2), np.float32), last=True)  # the resampler's last samples
-        write(up(core.push(flushed.T).T))
-        write(up(core.finish().T, last=True), final=True)
+        stems.write(up(core.push(flushed.T).T))
+        stems.write(up(core.finish().T, last=True), final=True)
+    finally:
+        stems.close()
+    read, written = stems.read, stems.written
     if read == 0:
         raise AudioError(f"{path}: contains no audio samples (zero length); re-download or remove it")
     return written, rate

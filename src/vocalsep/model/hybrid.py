@@ -76,6 +76,21 @@ class GatedBlock(nn.Module):
         return x + self.residual(z), skip
 
 
+def gated_stack(filters: int, skip_filters: int, layers: int, layers_per_stack: int, kernel_size: int,
+                lookahead_frames: int) -> nn.ModuleList:
+    """`layers` gated blocks, dilation doubling within each stack; `lookahead_frames` >= 0 is the budget
+    of frames ahead that all blocks together may read (each takes what is left), -1 centres every conv."""
+    budget = None if lookahead_frames < 0 else lookahead_frames
+    blocks = []
+    for i in range(layers):
+        block = GatedBlock(filters, skip_filters, kernel_size, 2 ** (i % layers_per_stack), i < layers - 1,
+                           lookahead=budget)
+        if budget is not None:
+            budget -= block.pad[1]
+        blocks.append(block)
+    return nn.ModuleList(blocks)
+
+
 class HybridVocNet(nn.Module):
     """Stereo mixture `(batch, 2, samples)` -> vocals `(batch, 2, samples)`, any length.
 
@@ -116,15 +131,7 @@ class HybridVocNet(nn.Module):
         self.input = nn.Conv1d(channels * self.bins + wave_filters * self.fold, filters, 1)
         self.input_norm = ChannelNorm(filters)
         self.global_context = nn.Linear(filters, 2 * filters * layers) if global_context else None
-        budget = None if lookahead_frames < 0 else lookahead_frames  # frames ahead all blocks together may read
-        blocks = []
-        for i in range(layers):
-            block = GatedBlock(filters, skip_filters, kernel_size, 2 ** (i % layers_per_stack), i < layers - 1,
-                               lookahead=budget)
-            if budget is not None:
-                budget -= block.pad[1]
-            blocks.append(block)
-        self.blocks = nn.ModuleList(blocks)
+        self.blocks = gated_stack(filters, skip_filters, layers, layers_per_stack, kernel_size, lookahead_frames)
         self.spec_mask = nn.Conv1d(skip_filters, channels * self.bins, 1)
         self.wave_mask = nn.Conv1d(skip_filters, wave_filters * self.fold, 1)
         nn.init.constant_(self.wave_mask.bias, -4.0)  # the waveform branch starts nearly silent: it learns corrections

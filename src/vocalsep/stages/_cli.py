@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from vocalsep.config import DEFAULT_PARAMS, Params, ParamsError, load_params
+from vocalsep.env import disable_telemetry
 from vocalsep.errors import VocalsepError
 
 
@@ -16,6 +17,7 @@ def run_stage(name: str, body: Callable[[Params], object], argv: Sequence[str] |
     parser = argparse.ArgumentParser(prog=f"python -m vocalsep.stages.{name}", description=body.__doc__)
     parser.add_argument("--params", default=str(DEFAULT_PARAMS), help=f"parameter file (default: {DEFAULT_PARAMS})")
     args = parser.parse_args(argv)
+    disable_telemetry()  # where the command starts, not on import
     logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", stream=sys.stderr, force=True)
     try:
         body(load_params(args.params))

@@ -1,0 +1,140 @@
+"""The rooms of docs/architecture.md hold: no import circle, short functions, no import side effects,
+`flows` importable from anywhere, one list of telemetry switches."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vocalsep.env import TELEMETRY_OFF
+
+ROOT = Path(__file__).resolve().parents[2]
+MAX_FUNCTION_LINES = 40
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for top, base in (("src", ROOT / "src"), ("flows", ROOT)):
+        for path in sorted((base / ("vocalsep" if top == "src" else "flows")).rglob("*.py")):
+            name = ".".join(path.relative_to(base).with_suffix("").parts)
+            found[name.removesuffix(".__init__")] = path
+    return found
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The project modules `name` imports anywhere in its body (inside functions too)."""
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package[:len(package) - node.level + 1] + ([node.module] if node.module else []))
+            found |= {base} | {f"{base}.{alias.name}" for alias in node.names}
+    return {m for m in found if m in modules and m != name}
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return cycles
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert import_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_circle_among_the_project_modules():
+    modules = _modules()
+    assert "vocalsep.loading" in modules and "flows.pipeline" in modules
+    graph = {name: _imports(name, path, modules) for name, path in modules.items()}
+    assert graph["vocalsep.serving"] >= {"vocalsep.separate", "vocalsep.runtime"}  # the graph sees real imports
+    assert import_cycles(graph) == []
+
+
+def test_the_separation_core_loads_nothing_and_knows_no_registry():
+    modules = _modules()
+    imported = _imports("vocalsep.separate", modules["vocalsep.separate"], modules)
+    assert not imported & {"vocalsep.loading", "vocalsep.registry", "vocalsep.serving", "vocalsep.tracking",
+                           "vocalsep.pretrained"}
+
+
+def test_no_function_is_longer_than_forty_lines():
+    long = [f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for path in _modules().values() for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+    assert long == []
+
+
+def _bare_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in TELEMETRY_OFF}
+
+
+def test_importing_vocalsep_changes_no_environment(tmp_path):
+    """MLflow's scoring server imports the served model's code: that must not rewrite its environment."""
+    script = ("import os, json; before = dict(os.environ); import vocalsep, vocalsep.serving, vocalsep.served_model; "
+              "print(json.dumps(sorted(set(os.environ.items()) ^ set(before.items()))))")
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=_bare_env(), capture_output=True,
+                         text=True, timeout=300, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_command_switches_telemetry_off_where_it_starts(tmp_path):
+    script = ("import os; from vocalsep import cli; cli.main(['summary', '--params', 'absent.yaml']); "
+              "print({k: os.environ.get(k) for k in " + repr(sorted(TELEMETRY_OFF)) + "})")
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=_bare_env(), capture_output=True,
+                         text=True, timeout=300)
+    assert out.stdout.strip().splitlines()[-1] == repr({k: TELEMETRY_OFF[k] for k in sorted(TELEMETRY_OFF)})
+
+
+def test_the_telemetry_list_is_read_from_one_file():
+    listed = (ROOT / "src/vocalsep/telemetry.env").read_text()
+    assert all(f"{key}={value}" in listed for key, value in TELEMETRY_OFF.items()) and len(TELEMETRY_OFF) >= 5
+    for other in ("Makefile", "Dockerfile", "tests/tiny_repo.py"):
+        text = (ROOT / other).read_text()
+        assert "telemetry.env" in text or "TELEMETRY_OFF" in text, other
+        assert "MLFLOW_DISABLE_TELEMETRY" not in text, f"{other} spells out the list again"
+
+
+@pytest.mark.parametrize("module", ["flows.pipeline", "flows.serve"])
+def test_flows_import_the_normal_way_from_any_folder(tmp_path, module):
+    env = {k: v for k, v in _bare_env().items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", f"import {module}; print({module}.__file__)"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert Path(out.stdout.strip()).resolve() == (ROOT / (module.replace(".", "/") + ".py")).resolve()
