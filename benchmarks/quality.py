@@ -68,7 +68,7 @@ import numpy as np
 import torch
 import yaml
 
-from vocalsep.audio import (block_rms_db, integrated_loudness, normalize_loudness, read_audio, resample,
+from vocalsep.audio import (ACTIVITY_BLOCK_SECONDS, block_rms_db, integrated_loudness, normalize_loudness, read_audio, resample,
                             to_stereo, write_audio)
 from vocalsep.config import Params, ParamsError, load_params
 from vocalsep.corpus import RESERVED, JoinParams, build_corpus, sha256_file
@@ -81,7 +81,6 @@ log = logging.getLogger("quality")
 
 RATE = 44100
 TARGET_LUFS = -23.0
-BLOCK_SECONDS = 0.05
 ACTIVITY_DB = -40.0  # a 50 ms block is active above this RMS (dBFS)
 VOICE_ACTIVITY = (0.75, 0.90)
 MUSIC_ACTIVITY = (0.90, 1.0)
@@ -191,12 +190,12 @@ def prepared(path: Path, rate: int, peak_ceiling_db: float) -> np.ndarray | None
 
 def block_frames(rate: int) -> int:
     """Frames in one 50 ms activity block."""
-    return int(round(BLOCK_SECONDS * rate))
+    return int(round(ACTIVITY_BLOCK_SECONDS * rate))
 
 
 def active_blocks(audio: np.ndarray, rate: int) -> np.ndarray:
     """(blocks,) bool: 50 ms blocks of (frames, channels) audio whose RMS is above -40 dBFS."""
-    return block_rms_db(audio, rate, BLOCK_SECONDS) > ACTIVITY_DB
+    return block_rms_db(audio, rate, ACTIVITY_BLOCK_SECONDS) > ACTIVITY_DB
 
 
 def activity(audio: np.ndarray, rate: int) -> float:

@@ -17,9 +17,8 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.context import get_run_context
 
 from flows.report import pipeline_report
-from flows.tasks import FAILED, NOT_RUN, stage_task
+from flows.tasks import FAILED, NOT_RUN, reproduce_stage
 from flows.workspace import REPO_ROOT, apply_overrides, check_workspace, pipeline_order, workspace_lock
-from vocalsep.config import DEFAULT_PARAMS, load_params
 
 INGEST_LAST = "validate"  # ingest ends with validated data; retrain starts after it
 REPORT_KEY = "vocal-pipeline-report"
@@ -39,8 +38,7 @@ def _run_one(root: Path, stage: str, task_runner: TaskRunnerName, dask_address: 
         from flows.fanout import normalize_fanout
 
         return normalize_fanout(root, dask_address)
-    backoff = load_params(root / DEFAULT_PARAMS).download.backoff_seconds
-    return stage_task(stage, backoff)(str(root), stage)
+    return reproduce_stage(str(root), stage)
 
 
 def run_stages(repo: str, part: Literal["all", "ingest", "retrain"], params_file: str | None,

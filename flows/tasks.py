@@ -1,4 +1,10 @@
-"""One Prefect task per DVC stage: DVC decides what is stale, Prefect logs, retries and reports."""
+"""One Prefect task per DVC stage: DVC decides what is stale, Prefect logs and reports.
+
+No task is retried: the one place that retries is the download stage itself
+(`fetch_with_retries`), which knows a transient failure (a network error, HTTP
+5xx/408/429) from a permanent one (a dead URL) and records each URL's attempts.
+Retrying a whole stage on top of it would repeat every URL's attempts.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +16,12 @@ import sys
 from collections import deque
 from pathlib import Path
 
-from prefect import Task, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.tasks import exponential_backoff
 
 from flows.repro import RAN_MARKER, REPRO_FAILED
 from vocalsep.errors import StageError
 
-FLOWS_PARENT = Path(__file__).resolve().parents[1]
-RETRIED_STAGES = {"download": 2}  # network fetches fail transiently; other stages are deterministic
 RAN, SKIPPED, FAILED, NOT_RUN = "ran", "skipped", "failed", "not run"
 
 
@@ -26,7 +29,6 @@ def stage_env() -> dict[str, str]:
     """Environment of the stage subprocess: this venv first on PATH (dvc.yaml calls `python`)."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(FLOWS_PARENT), env.get("PYTHONPATH")) if p)
     env["PYTHONUNBUFFERED"] = "1"  # stage lines reach the run log as they happen
     env.setdefault("TQDM_DISABLE", "1")
     return env
@@ -64,12 +66,3 @@ def reproduce_stage(root: str, stage: str) -> str:
     status = RAN if stage in ran else SKIPPED
     logger.info("stage %s %s (DVC ran: %s)", stage, status, ", ".join(ran) or "nothing")
     return status
-
-
-def stage_task(stage: str, backoff_seconds: float) -> Task:
-    """The stage's task with its retry policy: delay k is 10 * backoff_seconds * 2**(k-1)."""
-    retries = RETRIED_STAGES.get(stage, 0)
-    if not retries:
-        return reproduce_stage
-    return reproduce_stage.with_options(
-        retries=retries, retry_delay_seconds=exponential_backoff(10 * backoff_seconds))

@@ -73,6 +73,17 @@ def write_params(repo: Path, overrides: dict) -> None:
     (repo / "params.yaml").write_text(yaml.safe_dump(merge(params, overrides), sort_keys=False))
 
 
+def copy_repo(src: Path, dst: Path) -> Path:
+    """A copy of a tiny repo in the state it is in (git, DVC cache, results, MLflow store), for one test to
+    change as it likes: tests that share a repo built once stay independent of each other's order.
+
+    The copy's MLflow store still names the original's artifact folder (an absolute URI): new runs of
+    the copy write their artifacts there, under new run ids, which changes nothing another copy reads.
+    """
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
+
+
 def make_tiny_repo(dst: Path, overrides: dict | None = None) -> Path:
     """Copy the repository's files to `dst`, shrink params, and commit it as a fresh git repo."""
     dst.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,8 @@ _TRUNCATED_LOG = re.compile(r"^data\s*:.*\(should be \d+\)", re.M)
 _OGG_CUT = ("lacks an end-of-stream", "Junk after the last page")
 _FFMPEG_TRUNCATED = re.compile(r"ended prematurely|partial file|truncat", re.I)
 _FFMPEG_STREAM = re.compile(r"Output #0.*?Audio: pcm_f32le, (\d+) Hz, ([^,]+),", re.S)
-_LOUDNESS_BLOCK_SECONDS = 0.4  # BS.1770 gating block: shorter audio has no loudness
+LOUDNESS_BLOCK_SECONDS = 0.4  # BS.1770 gating block: shorter audio has no loudness
+ACTIVITY_BLOCK_SECONDS = 0.05  # the block of silence ratios and voice activity (normalize, index, benchmarks)
 
 
 def check_input_file(path: str | Path) -> Path:
@@ -255,7 +256,7 @@ def clipping_ratio(x: np.ndarray, level: float) -> float:
     return float(np.mean(np.abs(x) >= level)) if x.size else 0.0
 
 
-def block_rms_db(x: np.ndarray, sr: int, block_seconds: float = 0.05) -> np.ndarray:
+def block_rms_db(x: np.ndarray, sr: int, block_seconds: float = ACTIVITY_BLOCK_SECONDS) -> np.ndarray:
     """RMS over all channels of consecutive blocks, dBFS, shape (blocks,).
 
     A trailing partial block counts as a block; silence is -inf.
@@ -272,7 +273,7 @@ def block_rms_db(x: np.ndarray, sr: int, block_seconds: float = 0.05) -> np.ndar
         return 10.0 * np.log10(power / counts)
 
 
-def silence_ratio(x: np.ndarray, sr: int, threshold_db: float, block_seconds: float = 0.05) -> float:
+def silence_ratio(x: np.ndarray, sr: int, threshold_db: float, block_seconds: float = ACTIVITY_BLOCK_SECONDS) -> float:
     """Fraction of `block_seconds` blocks whose RMS is below `threshold_db`; 1.0 for empty audio."""
     levels = block_rms_db(x, sr, block_seconds)
     return float(np.mean(levels < threshold_db)) if levels.size else 1.0
@@ -284,7 +285,7 @@ def integrated_loudness(x: np.ndarray, sr: int) -> float:
     NaN when the audio is silent (no block above the -70 LUFS gate) or shorter
     than one 400 ms gating block.
     """
-    if x.shape[0] < _LOUDNESS_BLOCK_SECONDS * sr:
+    if x.shape[0] < LOUDNESS_BLOCK_SECONDS * sr:
         return float("nan")
     loudness = pyloudnorm.Meter(sr).integrated_loudness(x.astype(np.float64))
     return float(loudness) if np.isfinite(loudness) else float("nan")
@@ -301,7 +302,7 @@ def normalize_loudness(x: np.ndarray, sr: int, target_lufs: float, peak_ceiling_
     """
     loudness = integrated_loudness(x, sr) if loudness is None else loudness
     if not np.isfinite(loudness):
-        raise AudioError("cannot normalize loudness of silent audio or audio shorter than 0.4 s")
+        raise AudioError(f"cannot normalize loudness of silent audio or audio shorter than {LOUDNESS_BLOCK_SECONDS:g} s")
     gain_db = min(target_lufs - loudness, peak_ceiling_db - peak_db(x))
     # float32 rounding may nudge the peak a hair over the ceiling: keep a tiny margin.
     gain = 10.0 ** (gain_db / 20.0) * (1.0 - 1e-6)

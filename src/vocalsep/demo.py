@@ -20,7 +20,7 @@ import soundfile as sf
 from scipy import signal
 
 from vocalsep.config import Params
-from vocalsep.demo_band import band, peak_normalize
+from vocalsep.demo_band import band, pan, peak_normalize
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +158,7 @@ def voice(rng: np.random.Generator, seconds: float, sr: int) -> np.ndarray:
 
 def _spread(rng: np.random.Generator, mono: np.ndarray, sr: int) -> np.ndarray:
     """A little stereo: slight pan and different early reflections per channel; `(frames, 2)`."""
-    pan = rng.uniform(-0.15, 0.15)
-    out = np.stack([mono * np.cos((pan + 1) * np.pi / 4), mono * np.sin((pan + 1) * np.pi / 4)], axis=1)
+    out = mono[:, None] * np.asarray(pan(rng.uniform(-0.15, 0.15)))
     for ch in range(2):
         for _ in range(3):
             delay = int(sr * rng.uniform(0.007, 0.035))

@@ -63,7 +63,7 @@ def _add(track: np.ndarray, sound: np.ndarray, start: int, gains: tuple[float, f
     track[start:start + n] += stereo * np.asarray(gains)
 
 
-def _pan(position: float) -> tuple[float, float]:
+def pan(position: float) -> tuple[float, float]:
     """Equal-power gains for position in [-1 (left), 1 (right)]."""
     angle = (position + 1) * np.pi / 4
     return float(np.cos(angle)), float(np.sin(angle))
@@ -75,7 +75,7 @@ def _drums(rng: np.random.Generator, track: np.ndarray, steps: np.ndarray, sr: i
                 (HATS, _noise_hit(rng, sr, 0.08, (7000, 16000), 0.02), rng.uniform(-0.5, 0.5), 0.35)]
     for choices, hit, position, level in patterns:
         pattern = choices[rng.integers(len(choices))]
-        gains = np.array(_pan(position)) * level
+        gains = np.array(pan(position)) * level
         for i, start in enumerate(steps):
             if pattern[i % 16] == "1":
                 _add(track, hit * rng.uniform(0.8, 1.0), start, tuple(gains))
@@ -91,7 +91,7 @@ def _harmony(rng: np.random.Generator, track: np.ndarray, steps: np.ndarray, ste
         degree = degrees[(i // 16) % len(degrees)]
         if bass[i % 16] == "1":
             octave = 12 if rng.random() < 0.15 else 0
-            _add(track, 0.5 * _tone(root + degree + octave, 1.8 * step, sr, 6, 0.3), start, _pan(0.0))
+            _add(track, 0.5 * _tone(root + degree + octave, 1.8 * step, sr, 6, 0.3), start, pan(0.0))
         if i % 16 == 0:
             notes = root + 24 + degree + np.array(TRIADS[quality][degree])
             left = sum(_tone(m, 16 * step, sr, 4, chord_decay, -0.06, 0.3) for m in notes)

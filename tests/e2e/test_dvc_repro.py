@@ -1,4 +1,7 @@
-"""The real `dvc repro` over every stage, on a tiny demo corpus, in a temporary copy of the repo."""
+"""The real `dvc repro` over every stage, on a tiny demo corpus, in a temporary copy of the repo.
+
+`dvc repro` runs once per module (`golden`); each test gets its own copy of that result (`repro`), so
+what one test changes (params, experiments, a sample rate) no other test sees, in any order."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import soundfile as sf
 import yaml
 
 from tests.serving_helpers import post, start_server, stop_group
-from tests.tiny_repo import make_tiny_repo, run, venv_env, write_params
+from tests.tiny_repo import copy_repo, make_tiny_repo, run, venv_env, write_params
 from vocalsep.config import load_params
 from vocalsep.model import load_model
 from vocalsep.separate import separate_with_params
@@ -32,10 +35,17 @@ def ran_and_skipped(output: str) -> tuple[set[str], set[str]]:
 
 
 @pytest.fixture(scope="module")
-def repro(tmp_path_factory):
+def golden(tmp_path_factory):
     repo = make_tiny_repo(tmp_path_factory.mktemp("dvc") / "repo")
     output = run(["dvc", "repro"], repo)
     return repo, output
+
+
+@pytest.fixture
+def repro(golden, tmp_path):
+    """The first `dvc repro`'s workspace and output, copied for this test alone."""
+    repo, output = golden
+    return copy_repo(repo, tmp_path / "repo"), output
 
 
 def test_first_repro_runs_every_stage(repro):

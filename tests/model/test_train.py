@@ -96,6 +96,7 @@ def test_second_run_resumes_when_params_match_and_restarts_when_not(corpus_param
     assert load_checkpoint(last)["params"]["train"]["loss"] == "l1_stft"
 
 
+@pytest.mark.slow  # trains twice
 def test_runtime_settings_keep_progress_but_code_changes_restart(corpus_params, tmp_path, monkeypatch):
     from vocalsep.training import state
 

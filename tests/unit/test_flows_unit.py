@@ -7,7 +7,6 @@ import logging
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -74,23 +73,39 @@ def test_a_bad_override_names_the_key_and_leaves_params_alone(workspace):
     assert (workspace / "params.yaml").read_text() == before
 
 
-def test_second_holder_waits_for_the_workspace_lock(tmp_path, caplog):
+class _Heard(logging.Handler):
+    """Sets `event` when a log record contains `text`: a test waits for what happened, not for a time."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.text, self.event = text, threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()
+
+
+def test_second_holder_waits_for_the_workspace_lock(tmp_path):
     logger = logging.getLogger("test-lock")
+    logger.setLevel(logging.INFO)
+    heard = _Heard("waiting for the workspace lock held by run run-a")
+    logger.addHandler(heard)
     order = []
 
     def second():
         with workspace_lock(tmp_path, "run-b", logger, poll_seconds=0.05):
             order.append("b")
 
-    with caplog.at_level(logging.INFO, logger="test-lock"):
+    try:
         with workspace_lock(tmp_path, "run-a", logger):
             thread = threading.Thread(target=second)
             thread.start()
-            time.sleep(0.3)
-            order.append("a")
-        thread.join(timeout=10)
+            assert heard.event.wait(timeout=120), "the second run never reported waiting"
+            order.append("a")  # the second run is waiting now, not merely not started yet
+        thread.join(timeout=120)
+    finally:
+        logger.removeHandler(heard)
     assert order == ["a", "b"]
-    assert "waiting for the workspace lock held by run run-a" in caplog.text
 
 
 def test_report_lists_outcomes_eval_and_registry(workspace):

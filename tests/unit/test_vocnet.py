@@ -87,7 +87,12 @@ def test_bias_free_network_maps_silence_to_exact_silence(length):
     assert gate_biases and all(name.endswith("gate_bias") for name in gate_biases)
 
 
-def test_macs_per_sample_counts_every_conv():
-    f, s, k, layers = 4, 6, 3, 5
-    expected = 2 * f + layers * (2 * f * f * k + f * s) + (layers - 1) * f * f + s * 2
-    assert VocNet(f, s, layers, 3, kernel_size=k).macs_per_sample() == expected
+@pytest.mark.parametrize("filters, skip, layers, per_stack, kernel", [(4, 6, 5, 3, 3), (8, 8, 10, 10, 2)])
+def test_macs_per_sample_agree_with_torchs_flop_counter(filters, skip, layers, per_stack, kernel):
+    """torch counts 2 FLOPs per multiply-accumulate of every conv it runs; no formula of ours involved."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model, samples = VocNet(filters, skip, layers, per_stack, kernel_size=kernel).eval(), 4000
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.randn(1, 2, samples))
+    assert model.macs_per_sample() == counter.get_total_flops() / (2 * samples)

@@ -95,8 +95,8 @@ def _options(params: DownloadParams, outtmpl: str, archive: Path | None) -> dict
         "format": params.format,
         "outtmpl": outtmpl,
         "download_archive": str(archive) if archive else None,
-        "retries": params.retries,
-        "fragment_retries": params.retries,
+        "retries": 0,  # fetch_with_retries is the one retry layer: it knows transient from permanent
+        "fragment_retries": 0,
         "socket_timeout": params.socket_timeout,
         "enable_file_urls": params.allow_file_urls,
         "ffmpeg_location": ffmpeg_exe(),  # yt-dlp takes the binary itself: no PATH shim needed

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from vocalsep.audio import block_rms_db
+from vocalsep.audio import ACTIVITY_BLOCK_SECONDS, block_rms_db
 from vocalsep.config import IndexParams, Params
 from vocalsep.errors import StageError
 from vocalsep.sources import ROLES
@@ -41,7 +41,6 @@ from vocalsep.stages._cli import run_stage
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-BLOCK_SECONDS = 0.05
 INSTRUMENTAL_MIN_ACTIVE = 0.5
 FULL_SCALE = 2**23  # 24-bit PCM: sample values are integers / 2**23
 MIX_PEAK = 0.99
@@ -94,8 +93,8 @@ def file_activity(path: str, sample_rate: int, threshold_db: float) -> Activity:
         raise StageError(f"{path}: cannot read normalized audio ({err}); re-run the normalize stage") from None
     if sr != sample_rate:
         raise StageError(f"{path}: sample rate {sr} Hz, expected audio.sample_rate {sample_rate}; re-run normalize")
-    levels = block_rms_db(audio, sr, BLOCK_SECONDS)
-    return Activity(active=levels > threshold_db, frames=audio.shape[0], block=int(round(BLOCK_SECONDS * sr)))
+    levels = block_rms_db(audio, sr, ACTIVITY_BLOCK_SECONDS)
+    return Activity(active=levels > threshold_db, frames=audio.shape[0], block=int(round(ACTIVITY_BLOCK_SECONDS * sr)))
 
 
 def window_activity(act: Activity, window: int, hop: int) -> tuple[np.ndarray, np.ndarray]:

@@ -82,10 +82,10 @@ def _failed_row(download: dict, root: Path, reason: str) -> dict:
 
 def _silence_reason(duration: float, silence_ratio: float, loudness: float, params: Params) -> str | None:
     """Why audio with these statistics cannot be loudness-normalized, or None when it can."""
-    if duration < 0.4:
-        return f"too short to measure loudness ({duration:.3f} s < 0.4 s)"
+    if duration < audio.LOUDNESS_BLOCK_SECONDS:
+        return f"too short to measure loudness ({duration:.3f} s < {audio.LOUDNESS_BLOCK_SECONDS:g} s)"
     if silence_ratio >= 1.0 or np.isnan(loudness):
-        return (f"silent: every 50 ms block is below {params.normalize.silence_threshold_db} dBFS "
+        return (f"silent: every {1000 * audio.ACTIVITY_BLOCK_SECONDS:g} ms block is below {params.normalize.silence_threshold_db} dBFS "
                 "(normalize.silence_threshold_db) or under the -70 LUFS gate; nothing to normalize")
     return None
 
