@@ -8,16 +8,20 @@ still decides: the fan-out runs only when DVC reports the stage stale, and
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 from prefect_dask import DaskTaskRunner
 
-from flows.tasks import RAN, SKIPPED
+from flows.tasks import RAN, SKIPPED, stage_env
 from vocalsep.config import DEFAULT_PARAMS, Params, load_params
+from vocalsep.errors import StageError
 from vocalsep.stages.normalize import finish, normalize_file, read_downloads
 
 STAGE = "normalize"
@@ -42,11 +46,18 @@ def normalize_files(root: str) -> list[int]:
     return sorted({pid for _, pid in results})
 
 
-def _is_stale(root: Path) -> bool:
-    from dvc.repo import Repo
+def _dvc(root: Path, *args: str) -> str:
+    """`dvc ARGS` run in `root`: DVC resolves targets and paths against the working directory, which
+    in this process is wherever `vocalsep serve-flows` was started, not the workspace of this run."""
+    done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=stage_env(), capture_output=True,
+                          text=True, timeout=600)
+    if done.returncode != 0:
+        raise StageError(f"dvc {' '.join(args)} in {root} failed: {(done.stderr or done.stdout).strip()[-500:]}")
+    return done.stdout
 
-    with Repo(str(root)) as repo:
-        return bool(repo.status([STAGE]))
+
+def _is_stale(root: Path) -> bool:
+    return bool(json.loads(_dvc(root, "status", "--json", STAGE) or "{}"))
 
 
 def normalize_fanout(root: Path, dask_address: str | None = None) -> str:
@@ -59,9 +70,6 @@ def normalize_fanout(root: Path, dask_address: str | None = None) -> str:
     workers = normalize_files.with_options(task_runner=runner)(str(root))
     logger.info("normalized in worker processes %s (the flow runs in process %d)", ", ".join(map(str, workers)),
                 os.getpid())
-    from dvc.repo import Repo
-
-    with Repo(str(root)) as repo:
-        repo.commit(STAGE, force=True)
+    _dvc(root, "commit", "--force", STAGE)
     logger.info("stage %s ran on Dask; outputs committed to dvc.lock", STAGE)
     return RAN

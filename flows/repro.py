@@ -22,15 +22,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from dvc.logger import setup
     from dvc.repo import Repo
 
+    from flows.workspace import stage_target
+
     setup()
     try:
         with Repo(root) as repo:
-            ran = repo.reproduce(stage, single_item=True)
+            ran = repo.reproduce(stage_target(root, stage), single_item=True)
     except DvcException as err:
         cause = f": {err.__cause__}" if err.__cause__ else ""
         print(f"{REPRO_FAILED} {err}{cause}", file=sys.stderr, flush=True)
         return 1
-    print(RAN_MARKER + json.dumps([s.addressing for s in ran]), flush=True)
+    print(RAN_MARKER + json.dumps([s.name for s in ran]), flush=True)
     return 0
 
 

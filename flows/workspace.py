@@ -40,15 +40,24 @@ def check_workspace(root: Path) -> None:
                              "pass the repository root as `repo`")
 
 
+def stage_target(root: Path, stage: str) -> str:
+    """DVC's target for `stage` of `root/dvc.yaml`, whatever this process's working directory: a bare
+    stage name is looked up in the dvc.yaml of the working directory, not in the repo's."""
+    return f"{(Path(root) / 'dvc.yaml').resolve()}:{stage}"
+
+
 def pipeline_order(root: Path) -> list[str]:
-    """Stage names of `root/dvc.yaml` in dependency order, ties kept in the file's order."""
+    """Stage names of `root/dvc.yaml` in dependency order, ties kept in the file's order.
+
+    Names, not DVC's addresses: an address is relative to this process's working directory
+    (`../other/dvc.yaml:train` when `vocalsep serve-flows` runs a deployment on another workspace)."""
     from dvc.repo import Repo
 
     check_workspace(root)
     with Repo(str(root)) as repo:
         graph = repo.index.graph  # edges run from a stage to the stages it depends on
-        written = [stage.addressing for stage in repo.index.stages]
-        names = {stage: stage.addressing for stage in graph.nodes}
+        written = [stage.name for stage in repo.index.stages]
+        names = {stage: stage.name for stage in graph.nodes}
     position = {name: i for i, name in enumerate(written)}
     ordered = nx.lexicographical_topological_sort(graph.reverse(), key=lambda s: position[names[s]])
     return [names[stage] for stage in ordered]
