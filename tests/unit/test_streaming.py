@@ -152,6 +152,7 @@ def test_vocalsep_stream_on_a_pipe_equals_the_offline_core_with_the_same_block(t
     np.testing.assert_allclose(streamed, offline, atol=1e-5, rtol=0)
     stats = json.loads(report.read_text())
     lookahead = model.context[1] + model.stride  # 448 samples: 4 blocks of 128 arrive before it is all in
+    assert -(-lookahead // block) == 4
     assert stats["latency_ms"] == pytest.approx(1000 * (block + 4 * block) / RATE, abs=0.1)
     assert f"latency {stats['latency_ms']:.0f} ms" in done.stderr.decode()
 
