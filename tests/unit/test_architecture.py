@@ -93,6 +93,18 @@ def test_the_separation_core_loads_nothing_and_knows_no_registry():
                            "vocalsep.pretrained"}
 
 
+def test_a_stage_imports_no_other_stage():
+    """Stages hand each other files, never code: what two stages share sits in `vocalsep.stages` itself."""
+    modules = _modules()
+    shared = {"vocalsep.stages", "vocalsep.stages._cli"}
+    stages = [name for name in modules if name.startswith("vocalsep.stages.") and name not in shared]
+    assert "vocalsep.stages.validate" in stages
+    crossing = {name: sorted(imported) for name in stages
+                if (imported := {m for m in _imports(name, modules[name], modules)
+                                 if m.startswith("vocalsep.stages.") and m not in shared})}
+    assert crossing == {}
+
+
 def test_no_function_is_longer_than_forty_lines():
     long = [f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
             for path in _modules().values() for node in ast.walk(ast.parse(path.read_text()))

@@ -1,6 +1,7 @@
 """Pipeline stages: one module each, a pure function plus `main(argv=None)` for dvc.yaml.
 
-What several stages share lives here: the columns of the snippet index and how
+What several stages share lives here, and nothing else (a leaf module any room
+may import): the columns of the manifest and of the snippet index, and how
 paths are stored in manifests. The files one stage writes and the next reads are
 named once, as properties of `PathsParams` (`params.paths.manifest`, ...).
 """
@@ -8,6 +9,15 @@ named once, as properties of `PathsParams` (`params.paths.manifest`, ...).
 from __future__ import annotations
 
 from pathlib import Path
+
+# normalize -> validate -> index: the manifest's columns (docs/pipeline.md), column -> pandas dtype, in order.
+MANIFEST_COLUMNS: dict[str, str] = {
+    "id": "str", "role": "str", "path": "str", "source_path": "str",
+    "sample_rate": "int64", "channels": "int64", "source_sample_rate": "int64", "source_channels": "int64",
+    "duration": "float64", "peak": "float64", "loudness": "float64",
+    "silence_ratio": "float64", "clipping_ratio": "float64",
+    "sha256": "str", "status": "str", "reason": "str",
+}
 
 INDEX_COLUMNS = ("id", "role", "path", "split", "start", "frames", "sample_rate", "active_fraction")  # index -> train
 INDEX_INTEGERS = ("start", "frames", "sample_rate")

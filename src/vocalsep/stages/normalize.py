@@ -29,19 +29,10 @@ from tqdm import tqdm
 from vocalsep import audio
 from vocalsep.config import Params
 from vocalsep.errors import AudioError, StageError
-from vocalsep.stages import repo_relative
+from vocalsep.stages import MANIFEST_COLUMNS, repo_relative
 from vocalsep.stages._cli import run_stage
 
 log = logging.getLogger(__name__)
-
-# The manifest contract (docs/pipeline.md): column -> pandas dtype, in this order.
-MANIFEST_COLUMNS: dict[str, str] = {
-    "id": "str", "role": "str", "path": "str", "source_path": "str",
-    "sample_rate": "int64", "channels": "int64", "source_sample_rate": "int64", "source_channels": "int64",
-    "duration": "float64", "peak": "float64", "loudness": "float64",
-    "silence_ratio": "float64", "clipping_ratio": "float64",
-    "sha256": "str", "status": "str", "reason": "str",
-}
 
 
 def read_downloads(params: Params, root: Path) -> list[dict]:
