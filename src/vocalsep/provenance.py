@@ -126,13 +126,14 @@ def find_in_model(folder: Path) -> Path | None:
 
 def load_for(spec: str) -> dict[str, Any]:
     """The provenance of a `models:/` or `runs:/` URI, `pretrained`, or a model folder or provenance file."""
-    if spec == "pretrained":
-        from vocalsep.pretrained import read_config
+    from vocalsep.loading import MODEL_URI_SCHEMES  # here, not at the top: validate imports this module
+    from vocalsep.pretrained import PRETRAINED, read_config
 
+    if spec == PRETRAINED:
         config = read_config()
         return record(base_model_sources(), "see pretrained/MODEL_CARD.md", config.get("git_sha") or "unknown",
                       "the shipped base model (pretrained/)")
-    if spec.startswith(("models:/", "runs:/")):
+    if spec.startswith(MODEL_URI_SCHEMES):
         from vocalsep.config import DEFAULT_PARAMS, TrackingParams, load_params
         from vocalsep.registry import download_model_artifacts
 

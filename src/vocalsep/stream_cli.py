@@ -247,22 +247,21 @@ class _Plan:
 
     block: int
     lookahead: int
+    waited: int  # the lookahead in whole blocks: input comes a block at a time
     latency: float
     playback: float
 
 
 def _plan(core: StreamingCore, block: int, model_rate: int) -> _Plan:
-    stride = core.stride
-    lookahead = core.context[1] + stride
-    waited = -(-lookahead // block) * block  # input comes a block at a time: the lookahead in whole blocks
+    lookahead = core.context[1] + core.stride
+    waited = -(-lookahead // block) * block
     latency = (block + waited) / model_rate
-    return _Plan(block, lookahead, latency, latency + block / model_rate)  # playback: one block for compute
+    return _Plan(block, lookahead, waited, latency, latency + block / model_rate)  # playback: one block for compute
 
 
 def _announce(plan: _Plan, model: str, model_rate: int) -> None:
-    waited = plan.latency * model_rate - plan.block
     print(f"vocalsep stream: latency {1000 * plan.latency:.0f} ms = block {1000 * plan.block / model_rate:.0f} ms + "
-          f"lookahead {1000 * plan.lookahead / model_rate:.0f} ms in whole blocks ({1000 * waited / model_rate:.0f} ms)"
+          f"lookahead {1000 * plan.lookahead / model_rate:.0f} ms in whole blocks ({1000 * plan.waited / model_rate:.0f} ms)"
           f" (model {model} at {model_rate} Hz); playback latency {1000 * plan.playback:.0f} ms with one block "
           "for compute", file=sys.stderr, flush=True)
 
