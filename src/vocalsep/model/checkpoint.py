@@ -29,6 +29,14 @@ def git_sha(cwd: str | Path = ".") -> str:
     return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
+def code_sha() -> str:
+    """The commit of the checkout that holds the running vocalsep code, so a checkpoint names the code that trained
+    it even when the DVC workspace is another repository; the working directory's commit when the code is installed
+    outside any git checkout."""
+    sha = git_sha(Path(__file__).resolve().parent)
+    return sha if sha != "unknown" else git_sha()
+
+
 def model_class(name: str) -> type[nn.Module]:
     """The model family called `name` (a key of MODELS), or an error listing the known ones."""
     if name not in MODELS:
@@ -64,7 +72,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, kwargs: dict[str, Any], 
         "class": type(model).__name__,
         "kwargs": dict(kwargs),
         "state": model.state_dict(),
-        "git_sha": extra.pop("git_sha", None) or git_sha(),
+        "git_sha": extra.pop("git_sha", None) or code_sha(),
         **extra,
     }
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from vocalsep import provenance, tracking
 from vocalsep.config import Params, params_to_dict
 from vocalsep.data import MixtureDataset, read_index, validation_set
-from vocalsep.model.checkpoint import build_model, git_sha, load_model, model_kwargs, save_checkpoint
+from vocalsep.model.checkpoint import build_model, code_sha, load_model, model_kwargs, save_checkpoint
 from vocalsep.pretrained import init_from_pretrained
 from vocalsep.stages._cli import run_stage
 from vocalsep.training import distributed, report
@@ -117,7 +117,7 @@ def _prepare(params: Params, ctx: distributed.Context) -> Session:
         restore_rng_states(ckpt["rng"])
         log.info("resuming from %s at step %d of %d", paths.last_checkpoint, ckpt["step"], total)
     return Session(params, ctx, raw, _wrap(raw, params, ctx), kwargs, optimizer, scheduler, dataset, val, key,
-                   progress_from(ckpt), git_sha())
+                   progress_from(ckpt), code_sha())
 
 
 def _finished(ckpt: dict[str, Any], total: int) -> bool:
