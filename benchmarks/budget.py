@@ -48,7 +48,7 @@ from torch.utils.data import DataLoader
 
 from vocalsep.config import Params, load_params, params_from_dict, params_to_dict
 from vocalsep.data import MixtureDataset, read_index, validation_set
-from vocalsep.model.checkpoint import build_model, git_sha, model_kwargs, save_checkpoint
+from vocalsep.model.checkpoint import build_model, code_sha, model_kwargs, save_checkpoint
 from vocalsep.pretrained import init_from_pretrained
 from vocalsep.training.distributed import StepBatches
 from vocalsep.training.loop import lr_factor, make_optimizer, train_step, validate
@@ -107,7 +107,7 @@ class Run:
     budget: CpuBudget
     out: Path
     val_batch: int = 1
-    sha: str = field(default_factory=git_sha)  # the commit when the run started (HEAD may move while it runs)
+    sha: str = field(default_factory=code_sha)  # the code's commit when the run started (HEAD may move while it runs)
     steps: int = 0
     examples: int = 0
     best_si_sdr: float = float("-inf")
