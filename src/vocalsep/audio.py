@@ -107,9 +107,18 @@ class _NotForLibsndfile(Exception):
         self.declared = declared
 
 
-def _is_truncated(decoded: int, declared: int) -> bool:
+def is_truncated(decoded: int, declared: int) -> bool:
     """Fewer frames than the header declares, beyond codec padding and estimate slack."""
     return declared > 0 and decoded < 0.99 * declared - 2048
+
+
+def log_says_truncated(log: str) -> bool:
+    """libsndfile's header log (`SoundFile.extra_info`) reports a cut file.
+
+    A WAV whose data chunk is shorter than declared, or an Ogg stream that both lacks its end-of-stream bit and has
+    junk after the last page. The end-of-stream warning alone is a false positive: such files decode completely.
+    """
+    return bool(_TRUNCATED_LOG.search(log)) or all(marker in log for marker in _OGG_CUT)
 
 
 def _read_soundfile(source, name: str) -> tuple[np.ndarray, int]:
@@ -125,8 +134,7 @@ def _read_soundfile(source, name: str) -> tuple[np.ndarray, int]:
         except sf.LibsndfileError:
             raise _NotForLibsndfile(declared) from None
     # MP3 frame counts come from the Xing header: a cut file decodes far fewer frames.
-    ogg_cut = all(marker in log for marker in _OGG_CUT)
-    if _TRUNCATED_LOG.search(log) or ogg_cut or _is_truncated(audio.shape[0], declared):
+    if log_says_truncated(log) or is_truncated(audio.shape[0], declared):
         raise AudioError(f"{name}: file is truncated (ends before its header says); re-download it")
     return audio, sr
 
@@ -194,7 +202,7 @@ def _read_ffmpeg(path: Path, name: str, declared: int = 0) -> tuple[np.ndarray, 
         raise AudioError(f"{name}: file is truncated (ffmpeg: ended prematurely); re-download it")
     raw = np.frombuffer(proc.stdout, dtype="<f4")
     audio = raw[: raw.size - raw.size % channels].reshape(-1, channels).astype(np.float32)
-    if _is_truncated(audio.shape[0], declared):
+    if is_truncated(audio.shape[0], declared):
         raise AudioError(f"{name}: file is truncated or corrupt (decodes {audio.shape[0]} of {declared} frames); "
                          "re-download it")
     return audio, sr

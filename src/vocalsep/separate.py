@@ -122,7 +122,7 @@ def _batches(items: list[int], size: int) -> Iterator[list[int]]:
         yield items[i:i + size]
 
 
-def _same_size(group: list[tuple[int, tuple[int, int]]]) -> Iterator[list[tuple[int, tuple[int, int]]]]:
+def same_size(group: list[tuple[int, tuple[int, int]]]) -> Iterator[list[tuple[int, tuple[int, int]]]]:
     """Runs of `(chunk start, (window start, window length))` whose windows have one length (they stack)."""
     run: list[tuple[int, tuple[int, int]]] = []
     for item in group:
@@ -179,7 +179,7 @@ def _overlap_add_chunks(model: nn.Module, mixture: np.ndarray, chunk: int, overl
     stride = int(getattr(model, "stride", 1))
     for batch in tqdm(list(_batches(starts, batch_size)), desc="separate", unit="batch", disable=not progress):
         windows = [context_window(s, chunk, length, context, stride) for s in batch]
-        for group in _same_size(list(zip(batch, windows))):
+        for group in same_size(list(zip(batch, windows))):
             check_deadline()
             stacked = np.stack([mixture[:, w:w + size] for _, (w, size) in group])
             estimate = model(torch.from_numpy(stacked).to(device)).float().cpu().numpy()

@@ -28,13 +28,13 @@ import soxr
 import torch
 from torch import nn
 
-from vocalsep.audio import _OGG_CUT, _TRUNCATED_LOG, _is_truncated, check_input_file, ffmpeg_report, to_stereo
+from vocalsep.audio import check_input_file, ffmpeg_report, is_truncated, log_says_truncated, to_stereo
 from vocalsep.config import SeparateParams
 from vocalsep.devices import pick_device
 from vocalsep.env import ffmpeg_exe
 from vocalsep.errors import AudioError
-from vocalsep.separate import (_same_size, check_deadline, chunk_offsets, context_window, fade_window, fit_length,
-                               overlap_add)
+from vocalsep.separate import (check_deadline, chunk_offsets, context_window, fade_window, fit_length, overlap_add,
+                               same_size)
 
 _UNBOUNDED = 2**62  # a length no song reaches: windows computed with it are never clipped at the end
 
@@ -114,7 +114,7 @@ class StreamingCore:
     def _run(self, items: list[tuple[int, tuple[int, int]]], chunk: int | None = None) -> None:
         chunk = chunk or self.chunk
         with torch.inference_mode():
-            for group in _same_size(items):
+            for group in same_size(items):
                 check_deadline()
                 stacked = np.stack([self.input[:, w - self.in_start:w - self.in_start + size] for _, (w, size) in group])
                 estimate = self.model(torch.from_numpy(stacked).to(self.device)).float().cpu().numpy()
@@ -164,7 +164,7 @@ def audio_blocks(path: Path, frames: int = BLOCK_FRAMES) -> tuple[int, int, Iter
         return _ffmpeg_blocks(path, frames)
 
     declared, log = handle.frames, handle.extra_info
-    if _TRUNCATED_LOG.search(log) or all(marker in log for marker in _OGG_CUT):
+    if log_says_truncated(log):
         handle.close()
         raise AudioError(f"{path}: file is truncated (ends before its header says); re-download it")
 
@@ -178,7 +178,7 @@ def audio_blocks(path: Path, frames: int = BLOCK_FRAMES) -> tuple[int, int, Iter
                     yield block
             except sf.LibsndfileError as err:
                 raise AudioError(f"{path}: cannot be decoded past frame {count} ({err}); re-download it") from None
-        if _is_truncated(count, declared):
+        if is_truncated(count, declared):
             raise AudioError(f"{path}: file is truncated or corrupt (decodes {count} of {declared} frames); "
                              "re-download it")
 

@@ -108,3 +108,25 @@ def test_trailing_junk_alone_is_not_truncation(ogg, tmp_path):
             pytest.skip("this libsndfile does not report trailing junk")
     decoded, _ = read_audio(padded)
     np.testing.assert_array_equal(decoded, read_audio(ogg)[0])
+
+
+def _streamed(path: Path) -> np.ndarray:
+    from vocalsep.streaming import audio_blocks
+
+    _, _, blocks = audio_blocks(path, frames=4096)
+    return np.concatenate(list(blocks))
+
+
+def test_the_streaming_reader_judges_ogg_files_as_read_audio_does(ogg, tmp_path):
+    """`vocalsep stream` reads files block by block through the same truncation rules (audio.log_says_truncated)."""
+    patched = tmp_path / "no-eos.ogg"
+    patched.write_bytes(without_eos(ogg.read_bytes()))
+    padded = tmp_path / "junk.ogg"
+    padded.write_bytes(ogg.read_bytes() + b"\x00junk" * 8)
+    whole, _ = read_audio(ogg)
+    for path in (ogg, patched, padded):
+        np.testing.assert_array_equal(_streamed(path), whole)
+    cut = tmp_path / "cut.ogg"
+    cut.write_bytes(ogg.read_bytes()[: len(ogg.read_bytes()) // 2])
+    with pytest.raises(AudioError, match="cut.ogg: file is truncated"):
+        _streamed(cut)

@@ -263,11 +263,11 @@ def test_context_window_of_a_song_shorter_than_chunk_and_context_is_the_song():
     assert context_window(50, 100, 450, (200, 200), 64) == (0, 450)
 
 
-def test_same_size_splits_runs_of_equal_window_length_in_order():
-    from vocalsep.separate import _same_size
+def testsame_size_splits_runs_of_equal_window_length_in_order():
+    from vocalsep.separate import same_size
 
     group = [(0, (0, 10)), (5, (0, 10)), (9, (4, 10)), (12, (8, 7)), (14, (10, 5)), (15, (10, 5))]
-    runs = list(_same_size(group))
+    runs = list(same_size(group))
     assert [item for run in runs for item in run] == group
     assert [[start for start, _ in run] for run in runs] == [[0, 5, 9], [12], [14, 15]]
-    assert list(_same_size([])) == []
+    assert list(same_size([])) == []
