@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from vocalsep.config import Params, PathsParams
+from vocalsep.config import Params, ParamsError, PathsParams
 from vocalsep.errors import VocalsepError
 
 FILE_NAME = "provenance.json"
@@ -124,8 +124,12 @@ def find_in_model(folder: Path) -> Path | None:
     return found[0] if found else None
 
 
-def load_for(spec: str) -> dict[str, Any]:
-    """The provenance of a `models:/` or `runs:/` URI, `pretrained`, or a model folder or provenance file."""
+def load_for(spec: str, params_path: Path | None = None) -> dict[str, Any]:
+    """The provenance of a `models:/` or `runs:/` URI, `pretrained`, or a model folder or provenance file.
+
+    Registry URIs are read from `MLFLOW_TRACKING_URI` when set, else from `tracking.uri` of `params_path` (default:
+    params.yaml, MLflow's defaults where that file is absent; a named file that is absent is an error).
+    """
     from vocalsep.loading import MODEL_URI_SCHEMES  # here, not at the top: validate imports this module
     from vocalsep.pretrained import PRETRAINED, read_config
 
@@ -137,7 +141,8 @@ def load_for(spec: str) -> dict[str, Any]:
         from vocalsep.config import DEFAULT_PARAMS, TrackingParams, load_params
         from vocalsep.registry import download_model_artifacts
 
-        tracking = load_params(DEFAULT_PARAMS).tracking if DEFAULT_PARAMS.exists() else TrackingParams()
+        path = Path(params_path) if params_path is not None else DEFAULT_PARAMS
+        tracking = load_params(path).tracking if path.exists() or path != DEFAULT_PARAMS else TrackingParams()
         folder = Path(download_model_artifacts(spec, tracking))
     else:
         folder = Path(spec)
@@ -168,10 +173,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("model", help="models:/NAME@ALIAS, models:/NAME/VERSION, runs:/..., pretrained, "
                                       "or a model folder / provenance.json")
     parser.add_argument("--json", action="store_true", help="print the JSON document")
+    parser.add_argument("--params", type=Path, default=None,
+                        help="params file whose tracking.uri holds the registry (default: params.yaml; "
+                             "MLFLOW_TRACKING_URI wins when set)")
     args = parser.parse_args(argv)
     try:
-        document = load_for(args.model)
-    except VocalsepError as err:
+        document = load_for(args.model, args.params)
+    except (ParamsError, VocalsepError) as err:
         print(f"vocalsep provenance: {err}", file=sys.stderr)
         return 2
     print(json.dumps(document, indent=2) if args.json else format_text(document))

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import yaml
 from mlflow.exceptions import MlflowException
 
 from tests.serving_helpers import RATE, TINY, tiny_params, write_testset
@@ -95,6 +96,24 @@ def test_provenance_of_a_model_without_it_says_how_to_get_it(tmp_path, capsys):
 
     assert provenance_main([str(tmp_path)]) == 2
     assert "holds no provenance.json" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_provenance_reads_the_registry_of_the_params_file_it_is_given(served, tmp_path, monkeypatch, capsys):
+    """`--params` picks the tracking store, as in `vocalsep separate`; a missing file is named, not ignored."""
+    from vocalsep.provenance import main as provenance_main
+
+    params, _, record, _ = served
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)  # no params.yaml here: the default store would not hold the model
+    assert provenance_main([record["model_uri"]]) == 2
+    assert "cannot fetch the model from MLflow" in capsys.readouterr().err
+    params_file = tmp_path / "mine.yaml"
+    params_file.write_text(yaml.safe_dump(params_to_dict(params)))
+    assert provenance_main([record["model_uri"], "--params", str(params_file), "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["sources"]) == 2
+    assert provenance_main([record["model_uri"], "--params", str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml: params file not found" in capsys.readouterr().err
 
 
 def core(params, checkpoint: Path, mixture: np.ndarray) -> np.ndarray:
