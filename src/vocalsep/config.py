@@ -450,6 +450,12 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
         raise ParamsError(f"{path}: {err}") from None
 
 
+def cli_params(path: str | Path = DEFAULT_PARAMS) -> Params:
+    """The params of `path` for a CLI's `--params`; defaults when the default file (params.yaml) is absent."""
+    path = Path(path)
+    return load_params(path) if path.exists() or path != DEFAULT_PARAMS else Params()
+
+
 def params_to_dict(params: Params) -> dict:
     """The nested mapping form, as written in params.yaml."""
     return dataclasses.asdict(params)

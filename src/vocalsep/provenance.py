@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from vocalsep.config import Params, ParamsError, PathsParams
+from vocalsep.config import DEFAULT_PARAMS, Params, ParamsError, PathsParams, cli_params
 from vocalsep.errors import VocalsepError
 
 FILE_NAME = "provenance.json"
@@ -124,7 +124,7 @@ def find_in_model(folder: Path) -> Path | None:
     return found[0] if found else None
 
 
-def load_for(spec: str, params_path: Path | None = None) -> dict[str, Any]:
+def load_for(spec: str, params_path: Path = DEFAULT_PARAMS) -> dict[str, Any]:
     """The provenance of a `models:/` or `runs:/` URI, `pretrained`, or a model folder or provenance file.
 
     Registry URIs are read from `MLFLOW_TRACKING_URI` when set, else from `tracking.uri` of `params_path` (default:
@@ -138,12 +138,9 @@ def load_for(spec: str, params_path: Path | None = None) -> dict[str, Any]:
         return record(base_model_sources(), "see pretrained/MODEL_CARD.md", config.get("git_sha") or "unknown",
                       "the shipped base model (pretrained/)")
     if spec.startswith(MODEL_URI_SCHEMES):
-        from vocalsep.config import DEFAULT_PARAMS, TrackingParams, load_params
         from vocalsep.registry import download_model_artifacts
 
-        path = Path(params_path) if params_path is not None else DEFAULT_PARAMS
-        tracking = load_params(path).tracking if path.exists() or path != DEFAULT_PARAMS else TrackingParams()
-        folder = Path(download_model_artifacts(spec, tracking))
+        folder = Path(download_model_artifacts(spec, cli_params(params_path).tracking))
     else:
         folder = Path(spec)
     path = folder if folder.is_file() else find_in_model(folder)
@@ -173,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("model", help="models:/NAME@ALIAS, models:/NAME/VERSION, runs:/..., pretrained, "
                                       "or a model folder / provenance.json")
     parser.add_argument("--json", action="store_true", help="print the JSON document")
-    parser.add_argument("--params", type=Path, default=None,
+    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS,
                         help="params file whose tracking.uri holds the registry (default: params.yaml; "
                              "MLFLOW_TRACKING_URI wins when set)")
     args = parser.parse_args(argv)

@@ -34,7 +34,7 @@ from torch import nn
 from tqdm import tqdm
 
 from vocalsep.audio import read_audio, to_stereo
-from vocalsep.config import DEFAULT_PARAMS, Params, ParamsError, SeparateParams, TrackingParams, load_params
+from vocalsep.config import DEFAULT_PARAMS, ParamsError, SeparateParams, TrackingParams, cli_params
 from vocalsep.errors import VocalsepError
 from vocalsep.model import load_checkpoint
 from vocalsep.pretrained import PRETRAINED
@@ -68,11 +68,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--runtime", choices=["auto", "torch", "onnxruntime"],
                         help="overrides separate.runtime (CPU: auto runs VocNet in ONNX Runtime, others in torch)")
     return parser.parse_args(argv)
-
-
-def cli_params(path: Path) -> Params:
-    """The params of `path`; defaults when the default file (params.yaml) is absent."""
-    return load_params(path) if path.exists() or path != DEFAULT_PARAMS else Params()
 
 
 def separate_params(params: SeparateParams, device: str | None, runtime: str | None = None) -> SeparateParams:

@@ -263,7 +263,7 @@ def test_context_window_of_a_song_shorter_than_chunk_and_context_is_the_song():
     assert context_window(50, 100, 450, (200, 200), 64) == (0, 450)
 
 
-def testsame_size_splits_runs_of_equal_window_length_in_order():
+def test_same_size_splits_runs_of_equal_window_length_in_order():
     from vocalsep.separate import same_size
 
     group = [(0, (0, 10)), (5, (0, 10)), (9, (4, 10)), (12, (8, 7)), (14, (10, 5)), (15, (10, 5))]
