@@ -97,6 +97,46 @@ def ideal_ratio_mask(vocals: np.ndarray, accompaniment: np.ndarray, n_fft: int =
     return estimate[..., :samples].astype(np.float32)
 
 
+LEAK_FLOOR_DB = -120.0  # an all-zero output on music alone: below any audible leak, and finite for JSON and MLflow
+PASS_THROUGH_CEILING_DB = 100.0  # an exact copy of the voice (+inf): far above any audible loss, finite for JSON
+
+
+def pass_through(voice: np.ndarray, estimate: np.ndarray) -> float:
+    """Behavioural "minimum function" test: SI-SDR in dB of the output when a voice alone goes in.
+
+    A separator should return a clean voice unchanged: higher is better; an
+    identity model scores `PASS_THROUGH_CEILING_DB` (anything above it is
+    capped there), NaN for a silent voice or a silent output.
+    voice, estimate: `(channels, samples)`.
+    """
+    return min(si_sdr(voice, estimate), PASS_THROUGH_CEILING_DB)
+
+
+def leak(music: np.ndarray, estimate: np.ndarray) -> float:
+    """Behavioural test: level in dB of the vocals output relative to its input when music alone goes in.
+
+    Energy ratio `10 log10(||estimate||^2 / ||music||^2)`: lower is better, an
+    identity model scores 0 dB; an all-zero output scores `LEAK_FLOOR_DB`, and
+    so does anything below it. NaN when the music itself is silent.
+    """
+    music_energy = float(np.sum(np.asarray(music, dtype=np.float64) ** 2))
+    out_energy = float(np.sum(np.asarray(estimate, dtype=np.float64) ** 2))
+    if music_energy == 0:
+        return float("nan")
+    if out_energy == 0:
+        return LEAK_FLOOR_DB
+    return max(LEAK_FLOOR_DB, float(10 * np.log10(out_energy / music_energy)))
+
+
+def level_spread(values: list[float]) -> float:
+    """Invariance test: max - min of one metric (SI-SDRi) over input gains; 0 is perfectly level-invariant.
+
+    NaN when fewer than two of the values are finite.
+    """
+    finite = [v for v in values if np.isfinite(v)]
+    return float(max(finite) - min(finite)) if len(finite) >= 2 else float("nan")
+
+
 def museval_windows(samples: int, window: int) -> list[slice]:
     """museval's `Framing` with hop = window: `floor(samples / window)` full windows, or one if shorter."""
     if window >= samples:

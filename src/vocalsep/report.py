@@ -5,7 +5,8 @@ The results page holds the medians, the per-track table and a bar chart embedded
 JavaScript, no network), where `dvc plots show` would need vega-lite from the web.
 
 Per test track: SDR, SI-SDR and SI-SDRi of the model next to the mixture and
-the ideal-ratio-mask oracle; spectrograms of the mixture, the reference vocals
+the ideal-ratio-mask oracle, and the behavioural tests (pass-through, leak, level
+spread; `vocalsep.scoring`); spectrograms of the mixture, the reference vocals
 and the estimated vocals; `<audio>` players for all three. Everything is a
 relative path inside the folder (`audio/<track>/*.ogg`, `img/<track>.png`), so
 the page works from disk, from `dvc checkout`, or as the MLflow artifact
@@ -36,7 +37,8 @@ log = logging.getLogger(__name__)
 STEMS = ("mixture", "reference vocals", "estimated vocals")
 FILES = ("mixture", "vocals", "estimate")
 COLUMNS = (("sdr", "SDR"), ("si_sdr", "SI-SDR"), ("si_sdri", "SI-SDRi"), ("mixture_sdr", "mixture SDR"),
-           ("mixture_si_sdr", "mixture SI-SDR"), ("irm_sdr", "IRM SDR"), ("irm_si_sdr", "IRM SI-SDR"))
+           ("mixture_si_sdr", "mixture SI-SDR"), ("irm_sdr", "IRM SDR"), ("irm_si_sdr", "IRM SI-SDR"),
+           ("pass_through", "pass-through"), ("leak", "leak"), ("level_spread", "level spread"))
 
 STATUS_SCRIPT = """
 <script>
@@ -117,7 +119,11 @@ def write_report(folder: Path, summary: dict, table: pd.DataFrame, examples: lis
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>{STYLE}</head>"
             f"<body><h1>{html.escape(title)}</h1>"
             "<p>dB; SI-SDRi = SI-SDR(estimate) - SI-SDR(mixture). The ideal-ratio-mask oracle (IRM) is the "
-            "target to beat. Players and spectrograms below.</p>"
+            "target to beat. Behavioural tests: pass-through = SI-SDR of the output when the vocals alone go in "
+            "(higher is better, capped at 100 = exact); leak = output level relative to the input when the "
+            "accompaniment alone goes in (lower is better, 0 = passed unchanged, -120 = silent); level spread = "
+            "max - min of SI-SDRi over input gains (lower is better, 0 = level-invariant). "
+            "Players and spectrograms below.</p>"
             f"<table><tr><th>track</th>{head}</tr>{rows}<tr><th>median</th>{medians}</tr></table>"
             f"{sections}<pre id='media-status'>not run</pre>{STATUS_SCRIPT}</body></html>")
     index = folder / "index.html"

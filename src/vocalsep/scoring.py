@@ -4,10 +4,27 @@ benchmarks measure, in one place.
 A test-set track is `<paths.testset>/<track>/{mixture,vocals,accompaniment}.flac`. Each track gets
 SDR (BSSEval v4), SI-SDR and SI-SDR improvement, next to the mixture baseline and the
 ideal-ratio-mask oracle (`vocalsep.metrics`); a run's summary is the median over tracks.
+
+Behavioural tests (Made-With-ML's minimum-function and invariance tests) run the same model on
+inputs built from each track, through the same separation path (`estimate_vocals`):
+
+- `pass_through`: the vocals alone go in; SI-SDR (dB) of the output against them. Higher is
+  better. An exact output is +inf SI-SDR, so `vocalsep.metrics.pass_through` caps it at
+  `PASS_THROUGH_CEILING_DB` (100 dB): an identity model scores 100, visible as "high" in
+  eval.json and MLflow, which hold no inf. A silent output is NaN (0/0): empty in the CSV.
+- `leak`: the accompaniment alone goes in; level (dB) of the output relative to it. Lower is
+  better; an identity model scores 0 dB, an all-zero output the floor `LEAK_FLOOR_DB` (-120).
+- `level_spread`: the mixture (and the vocals it is scored against) scaled by each of
+  `evaluate.level_gains_db`; max - min (dB) of SI-SDRi over those gains. 0 is perfectly
+  level-invariant, lower is better; a linear model scores ~0. NaN when the list is empty.
+
+NaN rule: every summary key is the median over tracks of the finite-or-capped values, NaN
+skipped; a key whose every track is NaN is `null` in eval.json and is not logged to MLflow.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -21,12 +38,13 @@ from vocalsep.audio import read_audio
 from vocalsep.config import Params
 from vocalsep.errors import StageError
 from vocalsep.loading import model_from_checkpoint
-from vocalsep.metrics import ideal_ratio_mask, sdr_bsseval_v4, si_sdr
+from vocalsep.metrics import ideal_ratio_mask, leak, level_spread, pass_through, sdr_bsseval_v4, si_sdr
 from vocalsep.runtime import for_separation
 from vocalsep.separate import separate_at_rate
 
 log = logging.getLogger(__name__)
-SUMMARY_KEYS = ("sdr", "si_sdr", "si_sdri", "mixture_sdr", "irm_sdr", "irm_si_sdr")
+SUMMARY_KEYS = ("sdr", "si_sdr", "si_sdri", "mixture_sdr", "irm_sdr", "irm_si_sdr", "pass_through", "leak",
+                "level_spread")
 STEMS = ("mixture", "vocals", "accompaniment")
 
 
@@ -93,8 +111,9 @@ def track_metrics(track: Track, estimate: np.ndarray, window_seconds: float) -> 
 
 
 def summarize(table: pd.DataFrame) -> dict[str, float | int | None]:
-    """Medians over tracks of `SUMMARY_KEYS` (None where every track is NaN) and the track count."""
-    medians = {key: table[key].median(skipna=True) for key in SUMMARY_KEYS}
+    """Medians over tracks of `SUMMARY_KEYS` (None where every track is NaN, or the table lacks the
+    column) and the track count."""
+    medians = {key: table[key].median(skipna=True) if key in table else None for key in SUMMARY_KEYS}
     return {**{k: (None if pd.isna(v) else round(float(v), 4)) for k, v in medians.items()}, "tracks": len(table)}
 
 
@@ -107,17 +126,59 @@ def testset_hash(testset: Path) -> str:
     return digest.hexdigest()
 
 
-def score_testset(checkpoint: dict, params: Params, examples: int = 0) -> tuple[pd.DataFrame, list]:
-    """Per-track metrics of a loaded checkpoint on `<paths.testset>`, and up to `examples` (track, estimate)."""
-    model, model_rate = model_from_checkpoint(checkpoint, params.separate.device)
-    model = for_separation(model, params.separate)  # CPU: ONNX Runtime where it is faster
+def level_si_sdri(model: nn.Module, model_rate: int, track: Track, params: Params,
+                  estimate: np.ndarray) -> list[float]:
+    """SI-SDRi (dB) at each input gain of `evaluate.level_gains_db`, scored against the vocals scaled alike.
+
+    estimate: `(channels, samples)`, the model's output on the unscaled mixture: the 0 dB gain is
+    that same input, so it is reused rather than separated again.
+    """
+    values = []
+    for gain_db in params.evaluate.level_gains_db:
+        gain = np.float32(10 ** (gain_db / 20))
+        scaled = Track(track.name, track.mixture * gain, track.vocals * gain, track.accompaniment * gain,
+                       track.sample_rate)
+        output = estimate if gain_db == 0 else estimate_vocals(model, model_rate, scaled, params)
+        values.append(si_sdr(scaled.vocals, output) - si_sdr(scaled.vocals, scaled.mixture))
+    return values
+
+
+def behaviour_metrics(model: nn.Module, model_rate: int, track: Track, params: Params,
+                      estimate: np.ndarray) -> dict[str, float]:
+    """The behavioural tests of one track (module docstring): `pass_through`, `leak`, `level_spread` in dB.
+
+    estimate: `(channels, samples)`, the model's vocals of the track's mixture (reused at 0 dB gain).
+    """
+    voice_out = estimate_vocals(model, model_rate, dataclasses.replace(track, mixture=track.vocals), params)
+    music_out = estimate_vocals(model, model_rate, dataclasses.replace(track, mixture=track.accompaniment), params)
+    return {
+        "pass_through": pass_through(track.vocals, voice_out),  # +inf capped at 100 dB, NaN kept
+        "leak": leak(track.accompaniment, music_out),
+        "level_spread": level_spread(level_si_sdri(model, model_rate, track, params, estimate)),
+    }
+
+
+def score_tracks(model: nn.Module, model_rate: int, params: Params, examples: int = 0,
+                 behaviour: bool = True) -> tuple[pd.DataFrame, list]:
+    """Per-track metrics (`track_metrics`, and `behaviour_metrics` unless `behaviour` is False: they cost
+    two separations plus one per non-zero level gain) on `<paths.testset>` of a model ready to separate,
+    and up to `examples` (track, estimate)."""
     rows, kept = [], []
     for folder in testset_folders(Path(params.paths.testset)):
         track = read_track(folder)
         estimate = estimate_vocals(model, model_rate, track, params)
-        rows.append({"track": track.name, **track_metrics(track, estimate, params.evaluate.window_seconds)})
-        log.info("%s: sdr %.2f dB, si_sdr %.2f dB (mixture %.2f dB)", track.name, rows[-1]["sdr"],
-                 rows[-1]["si_sdr"], rows[-1]["mixture_si_sdr"])
+        tests = behaviour_metrics(model, model_rate, track, params, estimate) if behaviour else {}
+        rows.append({"track": track.name, **track_metrics(track, estimate, params.evaluate.window_seconds), **tests})
+        log.info("%s: sdr %.2f dB, si_sdr %.2f dB (mixture %.2f dB); %s", track.name, rows[-1]["sdr"],
+                 rows[-1]["si_sdr"], rows[-1]["mixture_si_sdr"], ", ".join(f"{k} {v:.2f} dB" for k, v in tests.items()))
         if len(kept) < examples:
             kept.append((track, estimate))
     return pd.DataFrame(rows), kept
+
+
+def score_testset(checkpoint: dict, params: Params, examples: int = 0,
+                  behaviour: bool = True) -> tuple[pd.DataFrame, list]:
+    """Per-track metrics of a loaded checkpoint on `<paths.testset>`, and up to `examples` (track, estimate)."""
+    model, model_rate = model_from_checkpoint(checkpoint, params.separate.device)
+    model = for_separation(model, params.separate)  # CPU: ONNX Runtime where it is faster
+    return score_tracks(model, model_rate, params, examples, behaviour)

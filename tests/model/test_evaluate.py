@@ -53,7 +53,8 @@ def eval_params(tmp_params, tracking_params):
         tmp_params,
         audio=dataclasses.replace(tmp_params.audio, sample_rate=RATE),
         separate=dataclasses.replace(tmp_params.separate, chunk_seconds=0.5, batch_size=2, device="cpu"),
-        evaluate=dataclasses.replace(tmp_params.evaluate, audio_examples=2),
+        # two gains keep level invariance on at one extra separation per track (0 dB reuses the main one)
+        evaluate=dataclasses.replace(tmp_params.evaluate, audio_examples=2, level_gains_db=(0.0, 6.0)),
         tracking=tracking_params,
     )
     write_testset(Path(params.paths.testset))
@@ -94,8 +95,10 @@ def test_evaluate_scores_tracks_and_logs_to_the_training_run(eval_params):
     assert list(table["track"]) == list(TRACKS)
     saved = json.loads((Path(eval_params.paths.metrics) / "eval.json").read_text())
     assert saved == summary and saved["tracks"] == len(TRACKS)
-    for key in ("sdr", "si_sdr", "si_sdri", "mixture_sdr", "irm_sdr", "irm_si_sdr"):
+    for key in ("sdr", "si_sdr", "si_sdri", "mixture_sdr", "irm_sdr", "irm_si_sdr", "pass_through", "leak",
+                "level_spread"):
         assert math.isclose(saved[key], float(np.median(table[key])), abs_tol=1e-3)
+    assert all(np.isfinite(saved[k]) for k in ("pass_through", "leak", "level_spread"))  # numbers, not null
     assert (table["irm_si_sdr"] > table["mixture_si_sdr"]).all()  # the oracle knows the stems
     np.testing.assert_allclose(table["si_sdri"], table["si_sdr"] - table["mixture_si_sdr"], atol=1e-3)
 
@@ -113,6 +116,8 @@ def test_evaluate_scores_tracks_and_logs_to_the_training_run(eval_params):
     metrics, artifacts = run_data(eval_params, run_id)
     assert metrics["val_l1"] == pytest.approx(0.1)
     assert metrics["test_si_sdr"] == pytest.approx(saved["si_sdr"])
+    for key in ("pass_through", "leak", "level_spread"):
+        assert metrics[f"test_{key}"] == pytest.approx(saved[key])
     assert "evaluation/eval.json" in artifacts and "evaluation/eval_tracks.csv" in artifacts
     assert {"evaluation/audio/track_00", "evaluation/audio/track_01"} <= set(artifacts)
     assert "evaluation/audio/track_02" not in artifacts

@@ -130,3 +130,51 @@ def test_ideal_ratio_mask_recovers_stems_in_separate_bands_and_beats_the_mixture
     assert not ideal_ratio_mask(np.zeros_like(vocals), noise).any()  # no vocals: the mask is all zeros
     short = ideal_ratio_mask(vocals[:, :1000], apart[:, :1000])  # shorter than one 4096-point window
     assert short.shape == (2, 1000) and si_sdr(vocals[:, :1000], short) > 20
+
+
+# Behavioural metrics: reference (3, 4) with energy 25, and (4, -3) orthogonal to it.
+VOICE = np.array([[3.0, 4.0]])
+ORTHOGONAL = np.array([[4.0, -3.0]])
+
+
+def test_pass_through_is_si_sdr_of_the_output_against_the_voice_alone():
+    from vocalsep.metrics import PASS_THROUGH_CEILING_DB, pass_through
+
+    assert pass_through(VOICE, VOICE + 0.1 * ORTHOGONAL) == pytest.approx(20.0, abs=1e-4)  # 25 / 0.25
+    assert pass_through(VOICE, 0.5 * VOICE + 0.05 * ORTHOGONAL) == pytest.approx(20.0, abs=1e-4)  # a quieter voice
+    assert pass_through(VOICE, VOICE + ORTHOGONAL) == pytest.approx(0.0, abs=1e-4)  # error as loud as the voice
+    assert pass_through(VOICE, VOICE) == PASS_THROUGH_CEILING_DB  # identity: +inf SI-SDR, capped for JSON and MLflow
+    assert np.isnan(pass_through(VOICE, np.zeros_like(VOICE)))  # a silent output: 0/0
+
+
+@pytest.mark.parametrize("scale, expected", [
+    (1.0, 0.0),  # identity: the music comes out as loud as it went in
+    (0.1, -20.0),  # 0.25 / 25: 10 log10(0.01)
+    (2.0, 6.0206),  # louder than the input: 10 log10(4)
+    (0.0, -120.0),  # silence: the floor, finite for JSON and MLflow
+    (1e-7, -120.0),  # -140 dB is below the floor: clamped to it
+])
+def test_leak_is_the_output_level_relative_to_the_music(scale, expected):
+    from vocalsep.metrics import leak
+
+    assert leak(VOICE, scale * VOICE) == pytest.approx(expected, abs=1e-4)
+    assert leak(VOICE, scale * ORTHOGONAL) == pytest.approx(expected, abs=1e-4)  # energy only, not likeness
+
+
+def test_leak_of_silent_music_is_undefined():
+    from vocalsep.metrics import leak
+
+    assert np.isnan(leak(np.zeros((2, 4)), np.ones((2, 4))))
+
+
+@pytest.mark.parametrize("values, expected", [
+    ([1.0, 3.5, 2.0], 2.5),
+    ([4.0, 4.0, 4.0], 0.0),  # level-invariant
+    ([1.0, np.nan, np.inf, 4.0], 3.0),  # only finite values count
+    ([5.0, np.nan], np.nan),  # fewer than two finite values: no spread
+    ([], np.nan),
+])
+def test_level_spread_is_max_minus_min_of_the_finite_values(values, expected):
+    from vocalsep.metrics import level_spread
+
+    assert level_spread(values) == pytest.approx(expected, nan_ok=True)

@@ -1,5 +1,11 @@
 """evaluate stage: separate the fixed test set with the best checkpoint and score it.
 
+Scores are SDR, SI-SDR and SI-SDRi, and the behavioural tests of `vocalsep.scoring`:
+`pass_through` (vocals alone in; higher is better, capped at 100 dB), `leak` (accompaniment
+alone in; lower is better, 0 dB = passed unchanged) and `level_spread` (SI-SDRi spread over
+`evaluate.level_gains_db`; lower is better, [] turns it off), each a median in eval.json and
+`test_<key>` in MLflow (a key that is null, every track NaN, is not logged).
+
 It orchestrates three rooms: `vocalsep.scoring` (separate and score), `vocalsep.report` (files,
 charts, pages) and `vocalsep.tracking` (the MLflow run).
 

@@ -115,7 +115,7 @@ def champion_score(params: Params, testset: str) -> tuple[tuple[str, float] | No
         return (version, float(tags.get(metric, "nan"))), False
     log.info("champion version %s was scored on another test set; scoring it on the current one", version)
     checkpoint = load_checkpoint(checkpoint_from_uri(f"models:/{name}/{version}", params.tracking))
-    score = summarize(score_testset(checkpoint, params)[0])[metric]
+    score = summarize(score_testset(checkpoint, params, behaviour=False)[0])[metric]  # promotion reads one metric
     score = float("nan") if score is None else float(score)
     # the version's tags now tell the score on the current test set, so the registry UI never shows
     # numbers from two test sets side by side; the old score stays under a name that says so
