@@ -240,6 +240,37 @@ class ModelParams:
     )
 
 
+def probability(default: float = 0.0) -> Any:
+    return ranged(default, ge=0, le=1)
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """`data.augment`: transforms of the training stems (src/vocalsep/data/augment.py); each key without a
+    unit is the probability that its transform fires. All 0 (the default) leaves the data as it was."""
+
+    pitch_shift: float = probability()
+    pitch_semitones: tuple[float, float] = ranged((-4.0, 4.0), ge=-12, le=12, unit="semitones")
+    speed: float = probability()
+    speed_factor: tuple[float, float] = ranged((0.9, 1.1), ge=0.5, le=2.0)
+    phone_band: float = probability()
+    lowpass: float = probability()
+    lowpass_hz: tuple[float, float] = ranged((4000.0, 11000.0), ge=500, unit="Hz")
+    eq: float = probability()
+    eq_db: tuple[float, float] = ranged((-9.0, 9.0), ge=-24, le=24, unit="dB")
+    reverb: float = probability()
+    reverb_room: tuple[float, float] = ranged((0.1, 0.8), ge=0, le=1)
+    reverb_wet: tuple[float, float] = ranged((0.05, 0.4), ge=0, le=1)
+    compress: float = probability()
+    compress_threshold_db: tuple[float, float] = ranged((-30.0, -10.0), le=0, unit="dBFS")
+    compress_ratio: tuple[float, float] = ranged((2.0, 8.0), ge=1)
+    saturate: float = probability()
+    saturate_drive_db: tuple[float, float] = ranged((3.0, 18.0), ge=0, le=48, unit="dB")
+    music_speed: float = probability()
+    music_speed_factor: tuple[float, float] = ranged((0.94, 1.06), ge=0.5, le=2.0)
+    music_eq: float = probability()
+
+
 @dataclass(frozen=True)
 class DataParams:
     segment_seconds: float = ranged(0.5, gt=0, unit="seconds")
@@ -249,6 +280,7 @@ class DataParams:
     sign_flip: float = ranged(0.5, ge=0, le=1)
     val_examples: int = ranged(32, ge=1)
     seed: int = 0
+    augment: AugmentParams = field(default_factory=AugmentParams)
 
 
 @dataclass(frozen=True)
@@ -299,6 +331,12 @@ class ServeParams:
 class EvaluateParams:
     window_seconds: float = ranged(1.0, gt=0, unit="seconds")
     audio_examples: int = 3
+    level_gains_db: tuple[float, ...] = ranged((-12.0, 0.0, 6.0), ge=-60, le=24, unit="dB")
+
+    RULES: ClassVar[Rules] = (
+        ("level_gains_db", lambda e: len(e.level_gains_db) != 1,
+         "must be empty (level invariance off) or hold at least two gains: the metric is their spread"),
+    )
 
 
 @dataclass(frozen=True)

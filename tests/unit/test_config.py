@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 import yaml
 
-from vocalsep.config import Params, ParamsError, flatten, load_params, params_from_dict, params_to_dict
+from vocalsep.config import AugmentParams, Params, ParamsError, flatten, load_params, params_from_dict, params_to_dict
 
 
 def test_repo_params_parse_and_round_trip(repo_root):
@@ -183,3 +183,30 @@ def test_a_range_reads_as_a_sentence():
 
     assert Range(ge=8000, le=192000, unit="Hz").describe() == "must be >= 8000 and <= 192000 Hz"
     assert Range(gt=0, le=1).describe() == "must be > 0 and <= 1"
+
+
+@pytest.mark.parametrize("name", [f.name for f in dataclasses.fields(AugmentParams) if "range" in f.metadata])
+def test_every_augment_range_is_enforced_and_named_with_its_nested_key(name):
+    f = next(f for f in dataclasses.fields(AugmentParams) if f.name == name)
+    value = [f.default[1], f.default[0] - 1] if isinstance(f.default, tuple) else 1.5  # reversed pair; p > 1
+    with pytest.raises(ParamsError, match=rf"^data\.augment\.{name}(\[\d\])?: must be"):
+        params_from_dict({"data": {"augment": {name: value}}})
+
+
+def test_an_out_of_range_augment_probability_is_rejected_naming_the_key(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("data:\n  augment:\n    reverb: -0.1\n")
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert str(err.value) == f"{path}: data.augment.reverb: must be >= 0 and <= 1, got -0.1"
+    with pytest.raises(ParamsError, match=r"data\.augment\.reverbb -> did you mean data\.augment\.reverb"):
+        params_from_dict({"data": {"augment": {"reverbb": 0.2}}})
+
+
+def test_augmentation_is_off_in_the_demo_profile_and_on_in_the_real_one(repo_root):
+    from vocalsep.data.augment import is_active
+
+    assert load_params(repo_root / "params.yaml").data.augment == AugmentParams()
+    assert not is_active(load_params(repo_root / "params.yaml").data.augment)
+    real = load_params(repo_root / "params-real.yaml").data.augment
+    assert is_active(real) and 0 < real.pitch_shift <= 0.5 and 0 < real.reverb <= 0.5

@@ -2,7 +2,9 @@
 
 An example pairs one acapella snippet with one instrumental snippet from a
 different song, cuts a random `segment` out of each (a seek into the FLAC,
-never a whole-file read), applies independent random gains, then the same
+never a whole-file read), runs the `data.augment` transforms on each stem
+(data/augment.py: pitch, speed, band, EQ, room, compression, saturation),
+applies independent random gains, then the same
 channel swap and sign flip to both, and returns `(mixture, vocals)` with
 `mixture == vocals + accompaniment` exactly.
 
@@ -23,6 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from vocalsep.config import DataParams
+from vocalsep.data.augment import augment_accompaniment, augment_vocals, is_active
 from vocalsep.errors import StageError
 from vocalsep.stages import INDEX_COLUMNS
 
@@ -77,8 +80,9 @@ def _read_segment(path: str, start: int, frames: int) -> np.ndarray:
 class MixtureDataset(Dataset):
     """`examples` random mixtures per epoch; item i is `(mixture, vocals)`, each `(2, segment)` float32.
 
-    `augment=False` keeps the seeded snippet choice and offsets but fixes gains
-    at 0 dB and skips channel swap and sign flip (the validation set).
+    `augment=False` keeps the seeded snippet choice and offsets but skips the
+    `data.augment` transforms, fixes gains at 0 dB and skips channel swap and
+    sign flip (the validation set).
     """
 
     def __init__(self, table: pd.DataFrame, data: DataParams, sample_rate: int, *, examples: int,
@@ -87,6 +91,7 @@ class MixtureDataset(Dataset):
         self.accompaniment = SnippetPool.from_table(table, "instrumental", Path(root))
         self.segment = int(round(data.segment_seconds * sample_rate))
         self.data, self.examples, self.seed, self.augment = data, examples, seed, augment
+        self.sample_rate = sample_rate
         self.epoch = 0
         self._check(where)
 
@@ -116,6 +121,8 @@ class MixtureDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch + 1, index])
         vocals, vocal_id = self._draw(self.vocals, rng, exclude=None)
         accompaniment, accompaniment_id = self._draw(self.accompaniment, rng, exclude=vocal_id)
+        if self.augment and is_active(self.data.augment):
+            vocals, accompaniment = self._transform(vocals, accompaniment, rng)
         if self.augment:
             low, high = self.data.gain_db
             vocals *= np.float32(10 ** (rng.uniform(low, high) / 20))
@@ -125,6 +132,17 @@ class MixtureDataset(Dataset):
             if rng.random() < self.data.sign_flip:
                 vocals, accompaniment = -vocals, -accompaniment
         return vocals, accompaniment, (vocal_id, accompaniment_id)
+
+    def _transform(self, vocals: np.ndarray, accompaniment: np.ndarray,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Both stems (2, segment) through `data.augment`, drawing from a child of `rng`.
+
+        A spawned child leaves `rng`'s own stream where it was, so the gains, swap
+        and flip of an example are the same with augmentation on or off.
+        """
+        child = rng.spawn(1)[0]
+        vocals = augment_vocals(vocals, self.sample_rate, child, self.data.augment)
+        return vocals, augment_accompaniment(accompaniment, self.sample_rate, child, self.data.augment)
 
     def _draw(self, pool: SnippetPool, rng: np.random.Generator, exclude: str | None) -> tuple[np.ndarray, str]:
         """A random segment (2, segment) of a random snippet whose song id is not `exclude`, and that id."""
