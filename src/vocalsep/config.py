@@ -281,6 +281,12 @@ class DataParams:
     val_examples: int = ranged(32, ge=1)
     seed: int = 0
     augment: AugmentParams = field(default_factory=AugmentParams)
+    voice_alone: float = ranged(0.0, ge=0, le=1)  # probability that an example has no music: output = input
+    music_alone: float = ranged(0.0, ge=0, le=1)  # probability that an example has no voice: output = silence
+
+    RULES: ClassVar[Rules] = (
+        ("voice_alone", lambda d: d.voice_alone + d.music_alone <= 1, "plus data.music_alone must be <= 1"),
+    )
 
 
 @dataclass(frozen=True)

@@ -224,3 +224,32 @@ def test_the_validation_set_ignores_augmentation_settings(table):
     mixture, vocals = validation_set(table, DATA, CORPUS_RATE)
     mixture_aug, vocals_aug = validation_set(table, AUGMENTED, CORPUS_RATE)
     assert torch.equal(mixture, mixture_aug) and torch.equal(vocals, vocals_aug)
+
+
+def test_solo_examples_silence_one_stem_and_stay_exact_sums(table):
+    """voice_alone gives examples whose music is silent (target = input); music_alone, silent vocals."""
+    solo = dataclasses.replace(DATA, voice_alone=0.3, music_alone=0.3)
+    plain = MixtureDataset(table, DATA, CORPUS_RATE, examples=64, seed=0)
+    dataset = MixtureDataset(table, solo, CORPUS_RATE, examples=64, seed=0)
+    kinds = {"voice": 0, "music": 0, "both": 0}
+    for i in range(64):
+        v, a, _ = dataset.example(i)
+        mixture, vocals = dataset[i]
+        assert torch.equal(mixture, torch.from_numpy(v + a)) and torch.equal(vocals, torch.from_numpy(v))
+        v0, a0, _ = plain.example(i)
+        kind = "voice" if not a.any() else "music" if not v.any() else "both"
+        kinds[kind] += 1
+        if kind == "voice":
+            assert np.array_equal(v, v0)  # the kept stem is the plain example's, gains and flips included
+        elif kind == "music":
+            assert np.array_equal(a, a0)
+        else:
+            assert np.array_equal(v, v0) and np.array_equal(a, a0)
+    assert all(10 <= n <= 35 for n in kinds.values()), kinds
+
+
+def test_solo_probabilities_must_leave_room_for_mixtures():
+    from vocalsep.config import ParamsError, params_from_dict
+    with pytest.raises(ParamsError, match=r"data\.voice_alone: plus data\.music_alone"):
+        params_from_dict({"data": {"voice_alone": 0.7, "music_alone": 0.5}})
+    assert params_from_dict({"data": {"voice_alone": 0.5, "music_alone": 0.5}}).data.music_alone == 0.5

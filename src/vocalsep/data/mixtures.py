@@ -5,7 +5,8 @@ different song, cuts a random `segment` out of each (a seek into the FLAC,
 never a whole-file read), runs the `data.augment` transforms on each stem
 (data/augment.py: pitch, speed, band, EQ, room, compression, saturation),
 applies independent random gains, then the same
-channel swap and sign flip to both, and returns `(mixture, vocals)` with
+channel swap and sign flip to both, silences one stem now and then
+(`data.voice_alone`, `data.music_alone`), and returns `(mixture, vocals)` with
 `mixture == vocals + accompaniment` exactly.
 
 Every random choice comes from `numpy.random.default_rng([seed, epoch, index])`,
@@ -131,7 +132,25 @@ class MixtureDataset(Dataset):
                 vocals, accompaniment = vocals[::-1].copy(), accompaniment[::-1].copy()
             if rng.random() < self.data.sign_flip:
                 vocals, accompaniment = -vocals, -accompaniment
+            vocals, accompaniment = self._solo(vocals, accompaniment, rng)
         return vocals, accompaniment, (vocal_id, accompaniment_id)
+
+    def _solo(self, vocals: np.ndarray, accompaniment: np.ndarray,
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """With probability `data.voice_alone` the music is silenced, with `data.music_alone` the voice.
+
+        Songs have a cappella passages and instrumental breaks: a separator must pass a voice
+        alone through unchanged and return silence for music alone (the evaluate stage's
+        pass-through and leak tests). Drawn last, so the other draws of an example never change.
+        """
+        if self.data.voice_alone + self.data.music_alone == 0:
+            return vocals, accompaniment
+        draw = rng.random()
+        if draw < self.data.voice_alone:
+            return vocals, np.zeros_like(accompaniment)
+        if draw < self.data.voice_alone + self.data.music_alone:
+            return np.zeros_like(vocals), accompaniment
+        return vocals, accompaniment
 
     def _transform(self, vocals: np.ndarray, accompaniment: np.ndarray,
                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
