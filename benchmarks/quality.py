@@ -1,10 +1,36 @@
-"""Separation quality on real mixtures; writes benchmarks/results/quality.json.
+"""Separation quality on real mixtures of voices and music the model never trained on;
+writes benchmarks/results/quality.json.
 
 Corpus: the `eval` set of the Debian corpus spec (voice prompts and voice
-acting joined into acapella tracks, game soundtracks as instrumentals),
-disjoint from training, built once into `data/quality/corpus` by
-`vocalsep.corpus.build_corpus` and rebuilt only when the spec's sha256
-changes (stamp `spec.sha256` in that folder).
+acting joined into acapella tracks, game soundtracks and music on hold as
+instrumentals), disjoint from training, built once into `data/quality/corpus`
+by `vocalsep.corpus.build_corpus` and rebuilt only when the spec's eval
+packages or groups change (stamp `spec.sha256` in that folder: a digest of
+the eval part only, so adding training data keeps corpus, mixtures and rows).
+
+Two mixture sets, by the `conditions` of each eval group in the spec:
+- `unseen` (the headline, `--tracks`, default 24): voices and music that share
+  no speaker, prompt series, game or recording chain with any training group;
+- `seen` (`--seen-tracks`, default 12): voices that do share them (the
+  asterisk prompt series) over every eval music. It shows how much a familiar
+  recording chain flatters a model; it is never the headline.
+A family is a package (one game, one prompt series, one voice pack). Every
+system gets the medians over tracks, the median over voice families of their
+per-family medians (`median_si_sdri_over_voice_families`: a family with many
+tracks cannot carry it) and one row per voice and per music family.
+
+Behavioural tests (Made-With-ML's minimum-function and invariance tests), on
+every track, for every system:
+- `pass_through`: the track's vocals ALONE go in; SI-SDR (dB) of the output
+  against them. Higher is better; the identity scores 100 (the cap,
+  `vocalsep.metrics.PASS_THROUGH_CEILING_DB`).
+- `leak`: the accompaniment ALONE goes in; the output's level relative to it
+  (dB). Lower is better; the identity scores 0, silence -120 (the floor).
+- `level_spread`: the mixture and its stems are scaled by -12, 0 and +6 dB;
+  max - min of SI-SDRi over the three (dB). 0 is level-invariant.
+The oracle `irm` reads the true stems, so it passes these tests trivially
+(its mask is 1 on a voice alone and 0 on music alone): it is there for its
+SI-SDRi, the ceiling of mask-based separation.
 
 Mixtures: every track is decoded, made stereo, resampled to 44.1 kHz and
 normalized to -23 LUFS (BS.1770, peak ceiling `normalize.peak_ceiling_db`).
@@ -21,18 +47,18 @@ window instead, logged and marked `activity_in_range: false` in
 The vocals are scaled to a vocal-to-accompaniment loudness ratio drawn from
 U(-6, +3) dB; when the sum peaks above 0.99 both stems are scaled by one
 common factor; then `mixture = vocals + accompaniment` exactly (float32).
-They are written to `data/quality/mixtures/<NN>/{mixture,vocals,
+They are written to `data/quality/mixtures/<set>/<NN>/{mixture,vocals,
 accompaniment}.wav` (32-bit float) with `mixtures.json`, and reused while
-seed, count, length, spec hash and recipe stay the same.
+seed, count, length, the eval spec's digest and the recipe stay the same.
 
 Systems: `mixture` (the mixture as the vocals estimate), `silence` (zeros),
 `irm` (ideal-ratio-mask oracle) and every `--model NAME=SPEC`
 (`vocalsep.loading.load_separator`: checkpoint path, MLflow URI or
 `pretrained`), run through `separate_at_rate` with params.yaml's `separate`
 settings and 2 torch threads; `real_time_factor` is seconds of audio per
-wall-clock second of separation. Metrics are the evaluate stage's own (`track_metrics`):
-BSSEval v4 SDR of the vocals (museval: median over 1 s windows), SI-SDR and
-SI-SDRi = SI-SDR(estimate) - SI-SDR(mixture).
+wall-clock second of separation of the mixtures. Metrics are the evaluate
+stage's own (`track_metrics`): BSSEval v4 SDR of the vocals (museval: median
+over 1 s windows), SI-SDR and SI-SDRi = SI-SDR(estimate) - SI-SDR(mixture).
 
 Silence: museval marks every window whose estimate is all zeros NaN, so its
 SDR is null; SI-SDR of an all-zero estimate is 0/0 (the optimal scale is 0,
@@ -44,7 +70,7 @@ value is null and medians/means run over the finite tracks (`tracks_scored`).
 Results merge into an existing file on the same mixtures (rows of models
 scored earlier stay; `--fresh` starts over).
 
-Usage: python benchmarks/quality.py [--tracks 24] [--seconds 20] [--seed 0] [--params params.yaml]
+Usage: python benchmarks/quality.py [--tracks 24] [--seen-tracks 12] [--seconds 20] [--seed 0] [--params params.yaml]
        [--model NAME=SPEC ...] [--note NAME=TEXT ...] [--fresh] [--out benchmarks/results/quality.json]
 """
 
@@ -61,8 +87,9 @@ import platform
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -71,9 +98,10 @@ import yaml
 from vocalsep.audio import (ACTIVITY_BLOCK_SECONDS, block_rms_db, integrated_loudness, normalize_loudness, read_audio, resample,
                             to_stereo, write_audio)
 from vocalsep.config import Params, ParamsError, load_params
-from vocalsep.corpus import RESERVED, JoinParams, build_corpus, sha256_file
+from vocalsep.corpus import RESERVED, JoinParams, build_corpus, load_spec
 from vocalsep.errors import VocalsepError
 from vocalsep.loading import load_separator
+from vocalsep.metrics import ideal_ratio_mask, leak, level_spread, pass_through, si_sdr
 from vocalsep.separate import separate_at_rate
 from vocalsep.scoring import Track, track_metrics
 
@@ -92,7 +120,7 @@ FALLBACK_SLACK = 0.01  # no window in range: draw among those this close to the 
 RATIO_DB = (-6.0, 3.0)
 MIX_PEAK = 0.99
 THREADS = 2
-RECIPE = 2  # bump when the way mixtures are made changes: saved mixtures and results of another recipe are stale
+RECIPE = 3  # bump when the way mixtures are made changes: saved mixtures and results of another recipe are stale
 STEMS = ("mixture", "vocals", "accompaniment")
 BASELINES = {
     "mixture": "the mixture as the vocals estimate: SI-SDRi is 0 by definition",
@@ -100,7 +128,9 @@ BASELINES = {
                "SI-SDR and SI-SDRi null (0/0, undefined; vocalsep.metrics.si_sdr returns NaN)",
     "irm": "ideal-ratio-mask oracle (power ratio, 4096/1024 STFT): knows the true stems",
 }
-METRICS = ("sdr", "si_sdr", "si_sdri")
+METRICS = ("sdr", "si_sdr", "si_sdri", "pass_through", "leak", "level_spread")
+LEVEL_GAINS_DB = (-12.0, 0.0, 6.0)  # input gains of the level-invariance test
+SETS = ("unseen", "seen")  # mixture sets: the first is the benchmark's headline
 
 
 class QualityError(VocalsepError):
@@ -117,6 +147,7 @@ class Source:
     package: str
     version: str
     license: str
+    conditions: str = "unseen"  # of its group in the spec: "seen" shares a speaker, series or game with training
 
 
 @dataclass(frozen=True)
@@ -137,7 +168,7 @@ def ensure_corpus(spec: Path, out: Path, cache: Path) -> list[Source]:
     """The eval corpus in `out`, built unless `out/sources.yaml` exists with a stamp of the spec's sha256."""
     if not spec.is_file():
         raise QualityError(f"{spec}: corpus spec not found; run from the repository root or pass --spec")
-    digest, stamp = f"{sha256_file(spec)} {EVAL_JOIN}", out / "spec.sha256"
+    digest, stamp = f"{eval_digest(spec)} {EVAL_JOIN}", out / "spec.sha256"
     fresh = (out / "sources.yaml").is_file() and stamp.is_file() and stamp.read_text().strip() == digest
     if not fresh and out.exists() and any(out.iterdir()) and not (out / "sources.yaml").is_file():
         raise QualityError(f"{out}: not a corpus folder (no sources.yaml) and not empty, and building replaces it; "
@@ -146,7 +177,38 @@ def ensure_corpus(spec: Path, out: Path, cache: Path) -> list[Source]:
         log.info("building the eval corpus into %s (packages cached in %s)", out, cache)
         build_corpus(spec, "eval", out, cache, EVAL_JOIN)
         stamp.write_text(digest + "\n")
-    return read_sources(out)
+    return [replace(s, conditions=conditions_of(spec).get((s.package, s.role), "unseen")) for s in read_sources(out)]
+
+
+def eval_digest(spec: Path) -> str:
+    """sha256 of the spec's eval packages and groups: adding training data never invalidates the benchmark."""
+    if not spec.is_file():
+        raise QualityError(f"{spec}: corpus spec not found; run from the repository root or pass --spec")
+    entries = [{**asdict(p), "groups": [asdict(g) for g in p.groups if g.set == "eval"]} for p in load_spec(spec)]
+    eval_only = [{k: v for k, v in e.items() if k != "deb"} for e in entries if e["groups"]]
+    return hashlib.sha256(json.dumps(eval_only, sort_keys=True).encode()).hexdigest()
+
+
+def conditions_of(spec: Path) -> dict[tuple[str, str], str]:
+    """`{(package, role): "seen" | "unseen"}` of the spec's eval groups (one package's groups of one role agree)."""
+    out: dict[tuple[str, str], str] = {}
+    for package in load_spec(spec):
+        for group in package.groups:
+            if group.set == "eval":
+                key = (package.package, group.role)
+                if out.setdefault(key, group.conditions) != group.conditions:
+                    raise QualityError(f"{spec}: {package.package}'s {group.role} eval groups disagree on "
+                                       "conditions; give them one")
+    return out
+
+
+def split_sets(sources: list[Source]) -> dict[str, list[Source]]:
+    """The mixture sets: `unseen` (voices and music of unseen conditions only) and `seen` (voices of seen
+    conditions over every eval music); a set with no voice is left out."""
+    unseen = [s for s in sources if s.conditions == "unseen"]
+    seen = [s for s in sources if s.role == "instrumental" or s.conditions == "seen"]
+    sets = {"unseen": unseen, "seen": seen}
+    return {k: v for k, v in sets.items() if any(s.role == "acapella" for s in v)}
 
 
 def read_sources(out: Path) -> list[Source]:
@@ -338,12 +400,17 @@ def mix(vocals: np.ndarray, accompaniment: np.ndarray, ratio_db: float, rate: in
     return v + a, v, a, scale
 
 
-def mixtures_key(args: argparse.Namespace, spec_sha256: str) -> dict:
-    """What the mixtures depend on: they are reused only while it is unchanged."""
-    return {"recipe": RECIPE, "seed": args.seed, "tracks": args.tracks, "seconds": args.seconds, "spec_sha256": spec_sha256,
-            "sample_rate": RATE, "target_lufs": TARGET_LUFS, "ratio_db": list(RATIO_DB),
-            "voice_activity": list(VOICE_ACTIVITY), "music_activity": list(MUSIC_ACTIVITY),
-            "activity_threshold_db": ACTIVITY_DB}
+def mixtures_key(args: argparse.Namespace, spec_sha256: str, label: str) -> dict:
+    """What set `label`'s mixtures depend on: they are reused only while it is unchanged."""
+    return {"recipe": RECIPE, "set": label, "seed": args.seed, "tracks": set_tracks(args, label),
+            "seconds": args.seconds, "eval_spec_sha256": spec_sha256, "sample_rate": RATE, "target_lufs": TARGET_LUFS,
+            "ratio_db": list(RATIO_DB), "voice_activity": list(VOICE_ACTIVITY),
+            "music_activity": list(MUSIC_ACTIVITY), "activity_threshold_db": ACTIVITY_DB}
+
+
+def set_tracks(args: argparse.Namespace, label: str) -> int:
+    """Mixtures in set `label`: --tracks for the headline (unseen) set, --seen-tracks for the seen one."""
+    return args.tracks if label == SETS[0] else args.seen_tracks
 
 
 def seeded(seed: int, *parts: object) -> np.random.Generator:
@@ -435,82 +502,134 @@ def read_mixture(folder: Path) -> Track:
 
 # ---- scoring ---------------------------------------------------------------------------------------------------
 
+# A system maps (mixture, vocals, accompaniment), each (channels, samples), to a vocals estimate; only the
+# oracles read the true stems. The behavioural tests feed it a voice alone (v, v, 0), music alone (a, 0, a)
+# and the mixture at other gains (g m, g v, g a).
+System = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+BASELINE_SYSTEMS: dict[str, System] = {
+    "mixture": lambda m, v, a: m,
+    "silence": lambda m, v, a: np.zeros_like(m),
+    "irm": lambda m, v, a: ideal_ratio_mask(v, a),
+}
+
+
 def finite(value: float | None) -> float | None:
     """`value` as a float rounded to 4 decimals, None when missing, NaN or infinite (JSON has neither)."""
     return None if value is None or not np.isfinite(value) else round(float(value), 4)
 
 
-def model_row(metrics: dict, estimate: np.ndarray) -> dict:
-    """sdr, si_sdr, si_sdri of one track from `track_metrics`; SI-SDR(i) null for an all-zero estimate (0/0)."""
-    silent = not np.any(estimate)
-    return {"sdr": finite(metrics["sdr"]), "si_sdr": None if silent else finite(metrics["si_sdr"]),
-            "si_sdri": None if silent else finite(metrics["si_sdri"])}
+def si_sdri_at(system: System, track: Track, gain_db: float) -> float:
+    """SI-SDRi of `system` on the track's stems scaled by `gain_db` (the input level changes, nothing else)."""
+    g = np.float32(10 ** (gain_db / 20))
+    m, v, a = track.mixture * g, track.vocals * g, track.accompaniment * g
+    estimate = system(m, v, a)
+    return si_sdr(v, estimate) - si_sdr(v, m) if np.any(estimate) else float("nan")
 
 
-def baseline_rows(track: Track, window_seconds: float) -> dict[str, dict]:
-    """Per-track rows of mixture, silence and irm: one `track_metrics` call with the all-zero estimate,
-    which scores the silence itself and returns the mixture and IRM baselines beside it."""
-    m = track_metrics(track, np.zeros_like(track.vocals), window_seconds)
-    return {
-        "mixture": {"sdr": finite(m["mixture_sdr"]), "si_sdr": finite(m["mixture_si_sdr"]),
-                    "si_sdri": finite(m["mixture_si_sdr"] - m["mixture_si_sdr"])},
-        "silence": model_row(m, np.zeros(1)),
-        "irm": {"sdr": finite(m["irm_sdr"]), "si_sdr": finite(m["irm_si_sdr"]),
-                "si_sdri": finite(m["irm_si_sdr"] - m["mixture_si_sdr"])},
-    }
+def behaviour(system: System, track: Track) -> dict[str, float | None]:
+    """The behavioural tests on one track: pass-through (voice alone in, SI-SDR of the output, dB), leak
+    (music alone in, output level re the music, dB) and level spread (max - min SI-SDRi over LEVEL_GAINS_DB)."""
+    silent = np.zeros_like(track.vocals)
+    voice_out = system(track.vocals, track.vocals, silent)
+    music_out = system(track.accompaniment, silent, track.accompaniment)
+    spread = level_spread([si_sdri_at(system, track, g) for g in LEVEL_GAINS_DB])
+    return {"pass_through": finite(pass_through(track.vocals, voice_out)),
+            "leak": finite(leak(track.accompaniment, music_out)), "level_spread": finite(spread)}
+
+
+def score_track(system: System, track: Track, window_seconds: float) -> tuple[dict, float]:
+    """One track's row (sdr, si_sdr, si_sdri and the behavioural tests) and the seconds its mixture took."""
+    start = time.perf_counter()
+    estimate = system(track.mixture, track.vocals, track.accompaniment)
+    wall = time.perf_counter() - start
+    m = track_metrics(track, estimate, window_seconds)
+    silent = not np.any(estimate)  # SI-SDR of an all-zero estimate is 0/0: null, never a number
+    row = {"sdr": finite(m["sdr"]), "si_sdr": None if silent else finite(m["si_sdr"]),
+           "si_sdri": None if silent else finite(m["si_sdri"])}
+    return {**row, **behaviour(system, track)}, wall
 
 
 def summarize(per_track: list[dict]) -> dict:
     """Median and mean over tracks of each metric (finite tracks only; None when there is none)."""
     out: dict = {}
     for key in METRICS:
-        values = [r[key] for r in per_track if r[key] is not None]
+        values = [r[key] for r in per_track if r.get(key) is not None]
         out[f"median_{key}"] = finite(float(np.median(values))) if values else None
         out[f"mean_{key}"] = finite(float(np.mean(values))) if values else None
         out[f"tracks_scored_{key}"] = len(values)
     return out
 
 
-def score_baselines(tracks: list[Track], window_seconds: float) -> dict[str, dict]:
-    """Rows of the baseline systems: summary, per_track and note."""
-    per_system: dict[str, list[dict]] = {name: [] for name in BASELINES}
-    for track in tracks:
-        for name, row in baseline_rows(track, window_seconds).items():
-            per_system[name].append({"track": track.name, **row})
-    return {name: {**summarize(rows), "per_track": rows, "note": BASELINES[name]} for name, rows in per_system.items()}
+def by_family(per_track: list[dict]) -> dict:
+    """Per voice and per music family (package): its tracks' medians, and the median over voice families."""
+    families: dict = {"voice": {}, "music": {}}
+    for role in families:
+        for name in sorted({r[role] for r in per_track}):
+            rows = [r for r in per_track if r[role] == name]
+            families[role][name] = {**{k: v for k, v in summarize(rows).items() if k.startswith("median_")},
+                                    "tracks": len(rows)}
+    voice_medians = [f["median_si_sdri"] for f in families["voice"].values() if f["median_si_sdri"] is not None]
+    over = finite(float(np.median(voice_medians))) if voice_medians else None
+    return {"median_si_sdri_over_voice_families": over, "families": families}
 
 
-def score_model(name: str, spec: str, tracks: list[Track], params: Params) -> dict:
+def score_set(name: str, system: System, tracks: list[Track], rows: list[dict], window_seconds: float) -> dict:
+    """A system on one mixture set: summary, per family, per track; `_wall`/`_seconds` for the speed."""
+    per_track, wall, seconds = [], 0.0, 0.0
+    for track, mixture in zip(tracks, rows):
+        row, took = score_track(system, track, window_seconds)
+        per_track.append({"track": track.name, "voice": mixture["voice"]["package"],
+                          "music": mixture["music"]["package"], **row})
+        wall, seconds = wall + took, seconds + track.mixture.shape[-1] / track.sample_rate
+        log.info("%s %s: sdr %s, si_sdri %s, pass-through %s, leak %s", name, track.name, row["sdr"],
+                 row["si_sdri"], row["pass_through"], row["leak"])
+    return {**summarize(per_track), **by_family(per_track), "per_track": per_track, "_wall": wall,
+            "_seconds": seconds}
+
+
+def score_system(name: str, system: System, sets: dict[str, tuple[list[Track], list[dict]]],
+                 window_seconds: float) -> dict:
+    """A system on every set: the first set's (unseen conditions) figures at the top, the others under
+    their names; the real-time factor over all sets' mixtures."""
+    scored = {label: score_set(name, system, tracks, rows, window_seconds)
+              for label, (tracks, rows) in sets.items()}
+    wall = sum(s.pop("_wall") for s in scored.values())
+    seconds = sum(s.pop("_seconds") for s in scored.values())
+    first, *others = scored
+    return {**scored[first], **{label: scored[label] for label in others},
+            "real_time_factor": round(seconds / wall, 3) if wall > 0 else None}
+
+
+def model_system(model: torch.nn.Module, model_rate: int, params: Params) -> System:
+    """A loaded separator (`(batch, 2, n)` -> same shape, with `.context`) as a System."""
+    def run(m: np.ndarray, v: np.ndarray, a: np.ndarray) -> np.ndarray:
+        return separate_at_rate(model, model_rate, m.T, RATE, params.separate).T
+    return run
+
+
+def score_model(name: str, spec: str, sets: dict, params: Params) -> dict:
     """Row of one model: separate every mixture (timed) and score it as the evaluate stage does."""
     try:
         model, model_rate = load_separator(spec, params.separate.device)
     except VocalsepError as err:
         raise QualityError(f"--model {name}={spec}: {err} (SPEC is a checkpoint path, an MLflow model URI or "
                            "'pretrained')") from None
-    return {**score_separator(name, model, model_rate, tracks, params), "spec": spec}
-
-
-def score_separator(name: str, model: torch.nn.Module, model_rate: int, tracks: list[Track], params: Params) -> dict:
-    """Row of a loaded model (`(batch, 2, n)` -> same shape, with `.context`): separated and scored like any."""
-    rows, wall, audio_seconds = [], 0.0, 0.0
-    for track in tracks:
-        start = time.perf_counter()
-        estimate = separate_at_rate(model, model_rate, track.mixture.T, track.sample_rate, params.separate).T
-        wall += time.perf_counter() - start
-        audio_seconds += track.mixture.shape[-1] / track.sample_rate
-        metrics = track_metrics(track, estimate, params.evaluate.window_seconds)
-        rows.append({"track": track.name, **model_row(metrics, estimate)})
-        log.info("%s %s: sdr %s, si_sdri %s", name, track.name, rows[-1]["sdr"], rows[-1]["si_sdri"])
     device = str(next(model.parameters(), torch.empty(0)).device)
-    return {**summarize(rows), "per_track": rows, "model_rate": model_rate, "device": device,
-            "separate": asdict(params.separate), "real_time_factor": round(audio_seconds / wall, 3)}
+    row = score_system(name, model_system(model, model_rate, params), sets, params.evaluate.window_seconds)
+    return {**row, "spec": spec, "model_rate": model_rate, "device": device, "separate": asdict(params.separate)}
+
+
+def score_baselines(sets: dict, window_seconds: float) -> dict[str, dict]:
+    """Rows of the baseline systems, with their notes."""
+    return {name: {**score_system(name, system, sets, window_seconds), "real_time_factor": None,
+                   "note": BASELINES[name]} for name, system in BASELINE_SYSTEMS.items()}
 
 
 # ---- results ---------------------------------------------------------------------------------------------------
 
 def comparable(config: dict) -> dict:
     """What must match for two results' rows to be comparable: the config less its derived listings."""
-    return {k: v for k, v in config.items() if k not in ("packages", "voice_activity_out_of_range", "mixtures")}
+    return {k: v for k, v in config.items() if k != "mixtures"}
 
 
 def merge_results(old: dict | None, new: dict, fresh: bool, path: Path) -> dict:
@@ -553,14 +672,24 @@ def parse_pairs(items: list[str], flag: str) -> dict[str, str]:
 
 
 def table(systems: dict[str, dict]) -> str:
-    """A small text table of the systems' medians (dB) and real-time factors."""
-    def cell(v: float | None) -> str:
-        return f"{v:8.2f}" if v is not None else "    null"
-    lines = [f"{'system':<16}{'SDR':>8}{'SI-SDR':>8}{'SI-SDRi':>8}{'mean SI-SDRi':>14}{'RTF':>8}"]
-    for name, row in systems.items():
-        rtf = row.get("real_time_factor")
-        lines.append(f"{name:<16}{cell(row['median_sdr'])}{cell(row['median_si_sdr'])}{cell(row['median_si_sdri'])}"
-                     f"{cell(row['mean_si_sdri']):>14}{cell(rtf) if rtf is not None else '       -'}")
+    """Text tables of the systems' medians (dB) per set and per voice family, and real-time factors."""
+    def cell(v: float | None, width: int = 8) -> str:
+        return f"{v:{width}.2f}" if v is not None else " " * (width - 4) + "null"
+    head = f"{'system':<16}{'SDR':>8}{'SI-SDR':>8}{'SI-SDRi':>8}{'fam.':>8}{'pass':>8}{'leak':>8}{'spread':>8}{'RTF':>8}"
+    lines = []
+    for label in SETS:
+        rows = {n: (r if label == SETS[0] else r.get(label)) for n, r in systems.items()}
+        rows = {n: r for n, r in rows.items() if r}
+        if not rows:
+            continue
+        lines += [f"-- {label} conditions", head]
+        for name, row in rows.items():
+            rtf = systems[name].get("real_time_factor")
+            lines.append(f"{name:<16}" + "".join(cell(row.get(k)) for k in (
+                "median_sdr", "median_si_sdr", "median_si_sdri", "median_si_sdri_over_voice_families",
+                "median_pass_through", "median_leak", "median_level_spread")) + (cell(rtf) if rtf else "       -"))
+            lines += [f"    {family:<28}SI-SDRi {cell(f['median_si_sdri'])}  pass {cell(f['median_pass_through'])}"
+                      for family, f in row.get("families", {}).get("voice", {}).items()]
     return "\n".join(lines)
 
 
@@ -578,7 +707,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--corpus", type=Path, default=Path("data/quality/corpus"))
     parser.add_argument("--mixtures", type=Path, default=Path("data/quality/mixtures"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/quality.json"))
-    parser.add_argument("--tracks", type=int, default=24)
+    parser.add_argument("--tracks", type=int, default=24, help="mixtures of unseen conditions (the headline set)")
+    parser.add_argument("--seen-tracks", type=int, default=12, help="mixtures of seen conditions (0: none)")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", action="append", default=[], metavar="NAME=SPEC",
@@ -587,8 +717,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="a note stored with model NAME's row, e.g. its training budget")
     parser.add_argument("--fresh", action="store_true", help="drop the rows of earlier runs")
     args = parser.parse_args(argv)
-    if args.tracks < 1 or args.seconds < 1:
-        parser.error("--tracks must be >= 1 and --seconds >= 1")
+    if args.tracks < 1 or args.seen_tracks < 0 or args.seconds < 1:
+        parser.error("--tracks must be >= 1, --seen-tracks >= 0 and --seconds >= 1")
     return args
 
 
@@ -601,26 +731,37 @@ def run(args: argparse.Namespace) -> dict:
     if clash or unknown:
         raise QualityError(f"--model name(s) {clash} are baselines, pick others" if clash else
                            f"--note {unknown[0]}: no --model of that name in this run")
-    sources = ensure_corpus(args.spec, args.corpus, args.cache)
-    key = mixtures_key(args, sha256_file(args.spec))
-    config = {**key, "evaluate_window_seconds": params.evaluate.window_seconds}
+    sources = split_sets(ensure_corpus(args.spec, args.corpus, args.cache))
+    if SETS[0] not in sources:
+        raise QualityError(f"{args.spec}: no eval voice of unseen conditions; the benchmark's headline set is empty")
+    spec_sha = eval_digest(args.spec)
+    keys = {label: mixtures_key(args, spec_sha, label) for label in sources if set_tracks(args, label) > 0}
+    config = {"sets": keys, "evaluate_window_seconds": params.evaluate.window_seconds,
+              "level_gains_db": list(LEVEL_GAINS_DB)}
     old = read_results(args.out)
     merge_results(old, {"config": config, "systems": {}}, args.fresh, args.out)  # fail before the work
-    rows = ensure_mixtures(args.mixtures, key, sources, params.normalize.peak_ceiling_db)
-    tracks = [read_mixture(args.mixtures / r["track"]) for r in rows]
-    systems = score_baselines(tracks, params.evaluate.window_seconds)
+    sets = {}
+    for label, key in keys.items():
+        rows = ensure_mixtures(args.mixtures / label, key, sources[label], params.normalize.peak_ceiling_db)
+        sets[label] = ([read_mixture(args.mixtures / label / r["track"]) for r in rows], rows)
+    systems = score_baselines(sets, params.evaluate.window_seconds)
     for name, spec in models.items():
-        systems[name] = {**score_model(name, spec, tracks, params), "note": notes.get(name)}
+        systems[name] = {**score_model(name, spec, sets, params), "note": notes.get(name)}
     stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     for row in systems.values():
         row["scored"] = stamp
-    config["packages"] = {role: sorted({r[role]["package"] for r in rows}) for role in ("voice", "music")}
-    config["voice_activity_out_of_range"] = [r["track"] for r in rows if not r["voice"]["activity_in_range"]]
-    config["mixtures"] = rows
+    config["mixtures"] = {label: describe_set(rows) for label, (_, rows) in sets.items()}
     result = merge_results(old, {"benchmark": "quality", "created": stamp, "machine": machine(),
                                  "config": config, "systems": systems}, args.fresh, args.out)
     _write_json(args.out, result)
     return result
+
+
+def describe_set(rows: list[dict]) -> dict:
+    """A mixture set's packages, its tracks whose voice activity fell outside the range, and its rows."""
+    return {"packages": {role: sorted({r[role]["package"] for r in rows}) for role in ("voice", "music")},
+            "voice_activity_out_of_range": [r["track"] for r in rows if not r["voice"]["activity_in_range"]],
+            "rows": rows}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,7 +35,8 @@ from vocalsep.errors import VocalsepError
 
 log = logging.getLogger(__name__)
 SETS = ("train", "eval")
-RESERVED = ("drascula", "fillets-ng-data")  # held out for independent evaluation: never used here
+CONDITIONS = ("unseen", "seen")  # of an eval group, against every train group
+RESERVED = ("drascula", "fillets-ng")  # every drascula* and fillets-ng* package: held out for independent evaluation
 AUDIO_SUFFIXES = (".wav", ".ogg", ".oga", ".opus", ".mp3", ".flac")
 
 
@@ -53,6 +54,9 @@ class Group:
     include: tuple[str, ...]
     exclude: tuple[str, ...] = ()
     join: bool = False
+    # eval groups only: "seen" when the audio shares a speaker, prompt series, game or recording chain with a
+    # train group (benchmarks/quality.py reports those apart); "unseen" otherwise
+    conditions: str = "unseen"
 
 
 @dataclass(frozen=True)
@@ -132,7 +136,7 @@ def _package(entry: object, where: str, base: Path) -> Package:
 def _group(raw: object, where: str) -> Group:
     if not isinstance(raw, dict):
         raise CorpusError(f"{where}: expected a mapping (name, set, role, include)")
-    unknown = sorted(set(raw) - {"name", "set", "role", "include", "exclude", "join"})
+    unknown = sorted(set(raw) - {"name", "set", "role", "include", "exclude", "join", "conditions"})
     if unknown:
         raise CorpusError(f"{where}: unknown field(s) {', '.join(unknown)}")
     if raw.get("set") not in SETS:
@@ -142,8 +146,11 @@ def _group(raw: object, where: str) -> Group:
     include = raw.get("include")
     if not include or not isinstance(include, list):
         raise CorpusError(f"{where}: include must be a non-empty list of globs")
+    conditions = raw.get("conditions", "unseen")
+    if conditions not in CONDITIONS or (conditions != "unseen" and raw["set"] != "eval"):
+        raise CorpusError(f"{where}: conditions is {conditions!r}; use seen or unseen, and only in an eval group")
     return Group(str(raw.get("name") or raw["role"]), raw["set"], raw["role"], tuple(map(str, include)),
-                 tuple(map(str, raw.get("exclude") or ())), bool(raw.get("join", False)))
+                 tuple(map(str, raw.get("exclude") or ())), bool(raw.get("join", False)), conditions)
 
 
 def sha256_file(path: str | Path) -> str:

@@ -65,7 +65,15 @@ def sources_table(spec: Path, which: str = "train") -> list[str]:
     return rows
 
 
+QUALITY_COLUMNS = (  # (header, key in a system's row of benchmarks/results/quality.json)
+    ("SI-SDRi, unseen (dB)", "median_si_sdri"), ("over voice families", "median_si_sdri_over_voice_families"),
+    ("SDR (dB)", "median_sdr"), ("pass-through (dB)", "median_pass_through"), ("music leak (dB)", "median_leak"),
+    ("level spread (dB)", "median_level_spread"),
+)
+
+
 def quality_table(path: Path | None) -> list[str]:
+    """The quality benchmark's systems as markdown rows: medians on unseen conditions, and SI-SDRi on seen ones."""
     if path is None or not path.is_file():
         return ["(no quality benchmark results given)"]
     systems = json.loads(path.read_text()).get("systems", {})
@@ -73,10 +81,11 @@ def quality_table(path: Path | None) -> list[str]:
     def cell(value: Any) -> str:
         return "n/a" if value is None else f"{value:+.2f}"
 
-    rows = ["| system | median SDR (dB) | median SI-SDR (dB) | median SI-SDRi (dB) | note |", "|---|---|---|---|---|"]
+    head = [h for h, _ in QUALITY_COLUMNS] + ["SI-SDRi, seen (dB)", "note"]
+    rows = ["| system | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
     for name, row in systems.items():
-        rows.append(f"| {name} | {cell(row.get('median_sdr'))} | {cell(row.get('median_si_sdr'))} | "
-                    f"{cell(row.get('median_si_sdri'))} | {row.get('note', '')} |")
+        cells = [cell(row.get(key)) for _, key in QUALITY_COLUMNS] + [cell((row.get("seen") or {}).get("median_si_sdri"))]
+        rows.append(f"| {name} | " + " | ".join(cells) + f" | {row.get('note') or ''} |")
     return rows
 
 

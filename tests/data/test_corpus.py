@@ -196,7 +196,8 @@ def test_wrong_sha256_names_package_and_both_hashes(deb, tmp_path):
     assert not list((tmp_path / "cache").rglob("*.deb"))  # the wrong bytes are not cached
 
 
-@pytest.mark.parametrize("name", ["drascula-music", "drascula-french", "fillets-ng-data", "fillets-ng-data-cs"])
+@pytest.mark.parametrize("name", ["drascula-music", "drascula-french", "fillets-ng-data", "fillets-ng-data-cs",
+                                  "fillets-ng"])
 def test_reserved_packages_are_refused(deb, tmp_path, name):
     with pytest.raises(CorpusError, match=f"{name} is reserved for independent evaluation"):
         load_spec(write_spec(tmp_path, [entry(deb, package=name)]))
@@ -208,6 +209,8 @@ def test_reserved_packages_are_refused(deb, tmp_path, name):
     ({"set": None}, "set is None"),
     ({"role": "vocals"}, "role is 'vocals'"),
     ({"include": "usr/*"}, "include must be a non-empty list"),
+    ({"conditions": "familiar"}, "conditions is 'familiar'"),
+    ({"set": "train", "conditions": "seen"}, "only in an eval group"),
 ])
 def test_bad_group_is_refused_naming_the_field(deb, tmp_path, change, field):
     spec = write_spec(tmp_path, [entry(deb, groups=[{**GROUPS[0], **change}])])

@@ -87,16 +87,38 @@ def test_package_pairs_cover_every_package_and_vary(quality):
     assert len(set(pairs)) == 12
 
 
+def noisy_track(seconds: float = 3.0, seed: int = 0) -> Track:
+    rng = np.random.default_rng(seed)
+    vocals = (0.1 * rng.standard_normal((2, int(seconds * RATE)))).astype(np.float32)
+    accompaniment = (0.1 * rng.standard_normal((2, int(seconds * RATE)))).astype(np.float32)
+    return Track("00", vocals + accompaniment, vocals, accompaniment, RATE)
+
+
 def test_baseline_rows(quality):
-    rng = np.random.default_rng(0)
-    vocals = (0.1 * rng.standard_normal((2, 3 * RATE))).astype(np.float32)
-    accompaniment = (0.1 * rng.standard_normal((2, 3 * RATE))).astype(np.float32)
-    track = Track("00", vocals + accompaniment, vocals, accompaniment, RATE)
-    rows = quality.baseline_rows(track, 1.0)
+    track = noisy_track()
+    rows = {name: quality.score_track(system, track, 1.0)[0] for name, system in quality.BASELINE_SYSTEMS.items()}
     assert rows["mixture"]["si_sdri"] == 0.0
     assert rows["mixture"]["si_sdr"] == pytest.approx(0.0, abs=0.1)  # equal powers
-    assert rows["silence"] == {"sdr": None, "si_sdr": None, "si_sdri": None}
+    assert {k: rows["silence"][k] for k in ("sdr", "si_sdr", "si_sdri")} == {"sdr": None, "si_sdr": None,
+                                                                             "si_sdri": None}
     assert rows["irm"]["si_sdri"] > 3.0
+
+
+def test_behaviour_of_identity_and_silence(quality):
+    track = noisy_track()
+    identity = quality.score_track(quality.BASELINE_SYSTEMS["mixture"], track, 1.0)[0]
+    assert identity["pass_through"] == 100.0 and identity["leak"] == 0.0 and identity["level_spread"] == 0.0
+    silence = quality.score_track(quality.BASELINE_SYSTEMS["silence"], track, 1.0)[0]
+    assert silence["pass_through"] is None and silence["leak"] == -120.0 and silence["level_spread"] is None
+
+
+def test_level_spread_sees_a_level_dependent_system(quality):
+    """A hard clip at 0.1 changes with input level; the identity does not."""
+    track = noisy_track()
+    clip = quality.score_track(lambda m, v, a: np.clip(m, -0.1, 0.1), track, 1.0)[0]
+    assert clip["level_spread"] > 1.0
+    halved = quality.score_track(lambda m, v, a: m - 0.5 * a, track, 1.0)[0]
+    assert halved["level_spread"] == pytest.approx(0.0, abs=1e-6) and halved["si_sdri"] > 1.0
 
 
 def test_summary_skips_null_tracks(quality):
@@ -106,10 +128,41 @@ def test_summary_skips_null_tracks(quality):
     assert summary["median_si_sdr"] is None and summary["tracks_scored_si_sdr"] == 0
 
 
+def test_families_weigh_each_family_once(quality):
+    rows = [{"voice": "big", "music": "m1", "si_sdri": v} for v in (10.0, 11.0, 12.0, 13.0, 14.0)]
+    rows += [{"voice": "small", "music": "m2", "si_sdri": 2.0}, {"voice": "mid", "music": "m1", "si_sdri": 6.0}]
+    out = quality.by_family(rows)
+    assert out["families"]["voice"]["big"]["median_si_sdri"] == 12.0
+    assert out["families"]["voice"]["big"]["tracks"] == 5
+    assert out["median_si_sdri_over_voice_families"] == 6.0  # median of 12, 2, 6; the track median is 11
+    assert set(out["families"]["music"]) == {"m1", "m2"}
+
+
+def test_sets_keep_seen_voices_out_of_the_headline(quality):
+    def src(role, package, conditions):
+        return quality.Source(Path(f"{package}.wav"), role, package, package, "1", "x", conditions)
+    sources = [src("acapella", "fresh", "unseen"), src("acapella", "familiar", "seen"),
+               src("instrumental", "tune", "unseen"), src("instrumental", "same-game", "seen")]
+    sets = quality.split_sets(sources)
+    assert {s.package for s in sets["unseen"]} == {"fresh", "tune"}
+    assert {s.package for s in sets["seen"]} == {"familiar", "tune", "same-game"}
+    assert "seen" not in quality.split_sets(sources[:1] + sources[2:])
+
+
+def test_conditions_come_from_the_spec(quality, tmp_path):
+    spec = tmp_path / "spec.yaml"
+    group = "{{name: {n}, set: eval, role: {r}, include: ['*']{c}}}"
+    spec.write_text("packages:\n" + "".join(
+        f"  - {{package: {p}, version: '1', sha256: {'a' * 64}, license: x, attribution: y, groups: [{group.format(n=n, r=r, c=c)}]}}\n"
+        for p, n, r, c in (("voices-a", "v", "acapella", ", conditions: seen"), ("music-b", "m", "instrumental", ""))))
+    assert quality.conditions_of(spec) == {("voices-a", "acapella"): "seen", ("music-b", "instrumental"): "unseen"}
+
+
 def test_merging_keeps_old_rows_and_refuses_other_mixtures(quality, tmp_path):
-    config = {"seed": 0, "tracks": 2, "packages": {"voice": ["a"]}}
+    config = {"seed": 0, "tracks": 2, "mixtures": {"unseen": {"packages": {"voice": ["a"]}}}}
     old = {"config": config, "systems": {"model-a": {"median_sdr": 1.0}, "irm": {"median_sdr": 9.0}}}
-    new = {"config": {**config, "packages": {"voice": ["b"]}}, "systems": {"irm": {"median_sdr": 10.0}}}
+    new = {"config": {**config, "mixtures": {"unseen": {"packages": {"voice": ["b"]}}}},
+           "systems": {"irm": {"median_sdr": 10.0}}}
     merged = quality.merge_results(old, new, fresh=False, path=tmp_path / "q.json")
     assert merged["systems"] == {"model-a": {"median_sdr": 1.0}, "irm": {"median_sdr": 10.0}}
     assert quality.merge_results(old, new, fresh=True, path=tmp_path / "q.json") == new
@@ -160,3 +213,17 @@ def test_short_tracks_are_joined(quality, tmp_path):
     tracks = corpus_tracks(quality, tmp_path, clips)
     excerpt, index = quality.pick_excerpt(tracks, 1, rate, (0.9, 1.0), np.random.default_rng(0), -1.0, set())
     assert index == 1 and excerpt.titles == ("pkg t1", "pkg t2") and excerpt.in_range
+
+
+def test_eval_digest_ignores_training_packages(quality, tmp_path):
+    def spec(*entries: str) -> Path:
+        path = tmp_path / f"spec{len(list(tmp_path.iterdir()))}.yaml"
+        path.write_text("packages:\n" + "".join(entries))
+        return path
+    entry = ("  - {{package: {p}, version: '1', sha256: {h}, license: x, attribution: y, "
+             "groups: [{{name: g, set: {s}, role: acapella, include: ['{inc}']}}]}}\n")
+    evals = entry.format(p="ev", h="a" * 64, s="eval", inc="*")
+    base = quality.eval_digest(spec(evals))
+    assert quality.eval_digest(spec(evals, entry.format(p="tr", h="b" * 64, s="train", inc="*"))) == base
+    assert quality.eval_digest(spec(entry.format(p="ev", h="a" * 64, s="eval", inc="*.wav"))) != base
+    assert quality.eval_digest(spec(entry.format(p="ev", h="c" * 64, s="eval", inc="*"))) != base
