@@ -220,7 +220,7 @@ class IndexParams:
 class ModelParams:
     """One section for every model family: each takes the keys its constructor names (see `model_kwargs`)."""
 
-    name: Literal["VocNet", "HybridVocNet"] = "VocNet"
+    name: Literal["VocNet", "HybridVocNet", "BandSplitVocNet"] = "VocNet"
     filters: int = ranged(16, ge=1)
     skip_filters: int = ranged(24, ge=1)
     layers: int = ranged(10, ge=1)
@@ -233,10 +233,16 @@ class ModelParams:
     wave_stride: int = ranged(128, ge=1)
     global_context: bool = False
     lookahead_frames: int = -1
+    bands: int = ranged(24, ge=1)  # BandSplitVocNet: frequency bands the STFT bins are split into
+    band_filters: int = ranged(48, ge=1)  # BandSplitVocNet: channels of each band in its gated blocks
 
     RULES: ClassVar[Rules] = (
-        ("hop", lambda m: m.hop % m.wave_stride == 0, "must be a multiple of model.wave_stride ({wave_stride})"),
+        # BandSplitVocNet has no waveform encoder, so any hop suits it
+        ("hop", lambda m: m.name == "BandSplitVocNet" or m.hop % m.wave_stride == 0,
+         "must be a multiple of model.wave_stride ({wave_stride})"),
         ("n_fft", lambda m: m.n_fft > m.hop and m.n_fft % 2 == 0, "must be even and > model.hop ({hop})"),
+        ("bands", lambda m: m.name != "BandSplitVocNet" or m.bands <= m.n_fft // 2 + 1,
+         "must be at most the STFT's bins, model.n_fft / 2 + 1 (model.n_fft is {n_fft})"),
     )
 
 
