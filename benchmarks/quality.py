@@ -544,7 +544,10 @@ def score_track(system: System, track: Track, window_seconds: float) -> tuple[di
     wall = time.perf_counter() - start
     m = track_metrics(track, estimate, window_seconds)
     silent = not np.any(estimate)  # SI-SDR of an all-zero estimate is 0/0: null, never a number
-    row = {"sdr": finite(m["sdr"]), "si_sdr": None if silent else finite(m["si_sdr"]),
+    # the mixture itself leaves a silent accompaniment estimate, which museval marks NaN: score it as
+    # museval's mixture oracle does, the mixture as the estimate of every source
+    sdr = m["mixture_sdr"] if np.array_equal(estimate, track.mixture) else m["sdr"]
+    row = {"sdr": finite(sdr), "si_sdr": None if silent else finite(m["si_sdr"]),
            "si_sdri": None if silent else finite(m["si_sdri"])}
     return {**row, **behaviour(system, track)}, wall
 

@@ -98,6 +98,7 @@ def test_baseline_rows(quality):
     track = noisy_track()
     rows = {name: quality.score_track(system, track, 1.0)[0] for name, system in quality.BASELINE_SYSTEMS.items()}
     assert rows["mixture"]["si_sdri"] == 0.0
+    assert rows["mixture"]["sdr"] == pytest.approx(0.0, abs=0.2)  # museval's mixture oracle, equal powers
     assert rows["mixture"]["si_sdr"] == pytest.approx(0.0, abs=0.1)  # equal powers
     assert {k: rows["silence"][k] for k in ("sdr", "si_sdr", "si_sdri")} == {"sdr": None, "si_sdr": None,
                                                                              "si_sdri": None}
