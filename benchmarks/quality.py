@@ -120,7 +120,7 @@ FALLBACK_SLACK = 0.01  # no window in range: draw among those this close to the 
 RATIO_DB = (-6.0, 3.0)
 MIX_PEAK = 0.99
 THREADS = 2
-RECIPE = 3  # bump when the way mixtures are made changes: saved mixtures and results of another recipe are stale
+RECIPE = 4  # bump when the way mixtures are made changes: saved mixtures and results of another recipe are stale
 STEMS = ("mixture", "vocals", "accompaniment")
 BASELINES = {
     "mixture": "the mixture as the vocals estimate: SI-SDRi is 0 by definition",
@@ -368,9 +368,12 @@ def pick_excerpt(tracks: list[Source], first: int, frames: int, bounds: tuple[fl
 # ---- mixtures --------------------------------------------------------------------------------------------------
 
 def package_pairs(voices: list[str], musics: list[str], count: int) -> list[tuple[str, str]]:
-    """(voice package, music package) of `count` mixtures, round robin: each package appears once per
-    round of len(voices), and the music package shifts by one every round so pairings vary."""
-    return [(voices[i % len(voices)], musics[(i + i // len(voices)) % len(musics)]) for i in range(count)]
+    """(voice package, music package) of `count` mixtures, round robin: each voice package appears once per
+    round of len(voices), and round q pairs voice r with music (r + q) mod len(musics), so every pairing
+    comes up (recipe 2's `(i + q) mod len(musics)` locked each voice to one music when there was one
+    more music package than voices)."""
+    rounds = len(voices)
+    return [(voices[i % rounds], musics[(i % rounds + i // rounds) % len(musics)]) for i in range(count)]
 
 
 def loudness_ratio(vocals: np.ndarray, accompaniment: np.ndarray, rate: int) -> float:

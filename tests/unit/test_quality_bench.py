@@ -87,6 +87,13 @@ def test_package_pairs_cover_every_package_and_vary(quality):
     assert len(set(pairs)) == 12
 
 
+@pytest.mark.parametrize("voices, musics", [(3, 4), (3, 3), (2, 5), (4, 3)])
+def test_package_pairs_meet_every_pairing(quality, voices, musics):
+    names_v, names_m = [f"v{i}" for i in range(voices)], [f"m{i}" for i in range(musics)]
+    pairs = quality.package_pairs(names_v, names_m, voices * musics)
+    assert len(set(pairs)) == voices * musics  # a voice is never locked to one music
+
+
 def noisy_track(seconds: float = 3.0, seed: int = 0) -> Track:
     rng = np.random.default_rng(seed)
     vocals = (0.1 * rng.standard_normal((2, int(seconds * RATE)))).astype(np.float32)
