@@ -89,11 +89,39 @@ def quality_table(path: Path | None) -> list[str]:
     return rows
 
 
-def model_card(config: dict[str, Any], ckpt: dict[str, Any], workspace: Path, quality: Path | None,
-               machine: str, command: str = COMMAND) -> str:
+def augment_summary(data_params: dict[str, Any]) -> str:
+    """The training augmentation of a checkpoint's `data` params, as "name p, ..." (or "none")."""
+    augment = data_params.get("augment") or {}
+    fired = {k: v for k, v in augment.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0}
+    solo = {k: data_params.get(k) for k in ("voice_alone", "music_alone") if data_params.get(k)}
+    parts = [f"{k} {v:g}" for k, v in {**fired, **solo}.items()]
+    return ", ".join(parts) if parts else "none"
+
+
+def training_lines(config: dict[str, Any], ckpt: dict[str, Any], workspace: Path, machine: str,
+               command: str) -> list[str]:
+    """The card's "How it was trained" section."""
     params = ckpt.get("params") or {}
     train_params, data_params = params.get("train") or {}, params.get("data") or {}
     train = training_record(workspace)
+    return [
+        "## How it was trained", "",
+        f"- command: {command} (then `vocalsep publish-base`)",
+        f"- git commit: `{ckpt.get('git_sha')}`",
+        f"- model: `{json.dumps(config['kwargs'], sort_keys=True)}`",
+        f"- loss: {train_params.get('loss')}, lr {train_params.get('lr')} ({train_params.get('lr_schedule')}), "
+        f"batch {train_params.get('batch_size')} x {data_params.get('segment_seconds')} s",
+        f"- augmentation (`data.augment`, probabilities): {augment_summary(data_params)}",
+        f"- steps: {ckpt.get('step')} (best epoch {ckpt.get('epoch')}), "
+        f"validation SI-SDR {ckpt.get('val_si_sdr', float('nan')):.2f} dB",
+        f"- throughput: {train.get('examples_per_second', float('nan')):.2f} examples/s",
+        f"- machine: {machine}", "",
+    ]
+
+
+def model_card(config: dict[str, Any], ckpt: dict[str, Any], workspace: Path, quality: Path | None,
+               machine: str, command: str = COMMAND) -> str:
+    params = ckpt.get("params") or {}
     spec = workspace / ((params.get("corpus") or {}).get("spec") or "sources/debian-corpus.yaml")
     lines = [
         "# vocalsep base model", "",
@@ -105,26 +133,21 @@ def model_card(config: dict[str, Any], ckpt: dict[str, Any], workspace: Path, qu
         "Real recordings from pinned Debian (bookworm) packages, set `train` of "
         f"`{spec.name}`: speech and sung exclamations as acapellas (short files joined with natural pauses), "
         "game soundtracks as instrumentals. The development evaluation set (below) comes from other packages; "
-        "`drascula*` and `fillets-ng-data*` are reserved for independent evaluation and were never used.", "",
+        "`drascula*` and `fillets-ng*` are reserved for independent evaluation and were never used.", "",
         *sources_table(spec), "",
-        "Licences: CC-BY-SA-3.0, CC-BY-3.0, GPL-2+, GPL-3+ and GFDL-1.3 material; the weights are a work "
+        f"Licences: {'; '.join(sorted({p.license for p in load_spec(spec) if any(g.set == 'train' for g in p.groups)}))}."
+        " The weights are a work "
         "trained on it. Attribution for every package is in the table above and in the corpus stage's "
         "`data/corpus/ATTRIBUTION.md`.", "",
         f"Data hash (`vocalsep.provenance.data_hash`): `{data_hash(workspace_paths(workspace), workspace / 'dvc.lock')}`.", "",
-        "## How it was trained", "",
-        f"- command: {command} (then `vocalsep publish-base`)",
-        f"- git commit: `{ckpt.get('git_sha')}`",
-        f"- model: `{json.dumps(config['kwargs'], sort_keys=True)}`",
-        f"- loss: {train_params.get('loss')}, lr {train_params.get('lr')} ({train_params.get('lr_schedule')}), "
-        f"batch {train_params.get('batch_size')} x {data_params.get('segment_seconds')} s",
-        f"- steps: {ckpt.get('step')} (best epoch {ckpt.get('epoch')}), "
-        f"validation SI-SDR {ckpt.get('val_si_sdr', float('nan')):.2f} dB",
-        f"- throughput: {train.get('examples_per_second', float('nan')):.2f} examples/s",
-        f"- machine: {machine}", "",
+        *training_lines(config, ckpt, workspace, machine, command),
         "## Quality on real mixtures (`benchmarks/quality.py`)", "",
-        "20 s mixtures of the disjoint development evaluation packages, voice active 75-90 % of the time, "
-        "vocal-to-accompaniment loudness ratio drawn from -6 to +3 dB; BSSEval v4 SDR and SI-SDR improvement, "
-        "medians over tracks.", "",
+        "20 s mixtures of evaluation packages the model never trained on, voice active 75-90 % of the time, "
+        "vocal-to-accompaniment loudness ratio drawn from -6 to +3 dB; medians over tracks. Unseen conditions "
+        "(the headline): voices and music sharing no speaker, prompt series, game or recording chain with the "
+        "training set; seen: voices that do. Pass-through: SI-SDR of the output when a voice alone goes in "
+        "(higher is better, 100 = unchanged); music leak: output level re the input when music alone goes in "
+        "(lower is better); level spread: SI-SDRi spread over input gains of -12, 0 and +6 dB.", "",
         *quality_table(quality), "",
     ]
     return "\n".join(lines)
