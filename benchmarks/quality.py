@@ -595,14 +595,14 @@ def score_set(name: str, system: System, tracks: list[Track], rows: list[dict], 
 
 def score_system(name: str, system: System, sets: dict[str, tuple[list[Track], list[dict]]],
                  window_seconds: float) -> dict:
-    """A system on every set: the first set's (unseen conditions) figures at the top, the others under
-    their names; the real-time factor over all sets' mixtures."""
+    """A system on every set: the unseen-conditions figures at the top, the others under their names;
+    the real-time factor over all sets' mixtures."""
     scored = {label: score_set(name, system, tracks, rows, window_seconds)
               for label, (tracks, rows) in sets.items()}
     wall = sum(s.pop("_wall") for s in scored.values())
     seconds = sum(s.pop("_seconds") for s in scored.values())
-    first, *others = scored
-    return {**scored[first], **{label: scored[label] for label in others},
+    headline = scored.pop(SETS[0], {})  # unseen conditions at the top; a run without them has only subsets
+    return {**headline, **scored,
             "real_time_factor": round(seconds / wall, 3) if wall > 0 else None}
 
 
@@ -685,7 +685,7 @@ def table(systems: dict[str, dict]) -> str:
     lines = []
     for label in SETS:
         rows = {n: (r if label == SETS[0] else r.get(label)) for n, r in systems.items()}
-        rows = {n: r for n, r in rows.items() if r}
+        rows = {n: r for n, r in rows.items() if r and "per_track" in r}
         if not rows:
             continue
         lines += [f"-- {label} conditions", head]
@@ -717,6 +717,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seen-tracks", type=int, default=12, help="mixtures of seen conditions (0: none)")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sets", type=lambda text: tuple(text.split(",")), default=SETS,
+                        help="comma-separated mixture sets to score (unseen,seen); a subset belongs in its own --out")
     parser.add_argument("--model", action="append", default=[], metavar="NAME=SPEC",
                         help="checkpoint path, MLflow model URI or 'pretrained' (repeatable)")
     parser.add_argument("--note", action="append", default=[], metavar="NAME=TEXT",
@@ -725,6 +727,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.tracks < 1 or args.seen_tracks < 0 or args.seconds < 1:
         parser.error("--tracks must be >= 1, --seen-tracks >= 0 and --seconds >= 1")
+    if not args.sets or set(args.sets) - set(SETS):
+        parser.error(f"--sets {','.join(args.sets)}: choose among {','.join(SETS)}")
     return args
 
 
@@ -741,7 +745,8 @@ def run(args: argparse.Namespace) -> dict:
     if SETS[0] not in sources:
         raise QualityError(f"{args.spec}: no eval voice of unseen conditions; the benchmark's headline set is empty")
     spec_sha = eval_digest(args.spec)
-    keys = {label: mixtures_key(args, spec_sha, label) for label in sources if set_tracks(args, label) > 0}
+    keys = {label: mixtures_key(args, spec_sha, label) for label in sources
+            if set_tracks(args, label) > 0 and label in args.sets}
     config = {"sets": keys, "evaluate_window_seconds": params.evaluate.window_seconds,
               "level_gains_db": list(LEVEL_GAINS_DB)}
     old = read_results(args.out)

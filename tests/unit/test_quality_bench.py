@@ -235,3 +235,11 @@ def test_eval_digest_ignores_training_packages(quality, tmp_path):
     assert quality.eval_digest(spec(evals, entry.format(p="tr", h="b" * 64, s="train", inc="*"))) == base
     assert quality.eval_digest(spec(entry.format(p="ev", h="a" * 64, s="eval", inc="*.wav"))) != base
     assert quality.eval_digest(spec(entry.format(p="ev", h="c" * 64, s="eval", inc="*"))) != base
+
+
+def test_a_system_scored_on_the_seen_set_only_keeps_it_apart(quality):
+    rows = [{"track": "00", "voice": {"package": "v"}, "music": {"package": "m"}}]
+    row = quality.score_system("mixture", quality.BASELINE_SYSTEMS["mixture"], {"seen": ([noisy_track()], rows)}, 1.0)
+    assert "median_si_sdri" not in row and row["seen"]["median_si_sdri"] == 0.0
+    text = quality.table({"mixture": row})
+    assert "-- seen conditions" in text and "-- unseen conditions" not in text
