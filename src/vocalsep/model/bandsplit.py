@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vocalsep.model.hybrid import ChannelNorm, gated_stack
+from vocalsep.model.hybrid import ChannelNorm, gated_stack, padded_stft
 
 MEL_KNEE = 700 / 22050  # the mel scale's 700 Hz knee as a fraction of Nyquist at 44.1 kHz
 
@@ -144,9 +144,7 @@ class BandSplitVocNet(nn.Module):
 
     def forward(self, mixture: torch.Tensor) -> torch.Tensor:
         batch, channels, length = mixture.shape
-        padded = F.pad(mixture, (0, -length % self.hop))
-        spec = torch.stft(padded.reshape(batch * channels, -1), self.n_fft, self.hop, window=self.window,
-                          center=True, pad_mode="constant", return_complex=True)
+        padded, spec = padded_stft(mixture, self.n_fft, self.hop, self.window)
         frames = spec.shape[-1]
         # (batch, frames, bins, channels * 2): each bin's real and imaginary parts of both channels side by side
         parts = torch.view_as_real(spec).reshape(batch, channels, self.bins, frames, 2).permute(0, 3, 2, 1, 4)

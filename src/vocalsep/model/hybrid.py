@@ -91,6 +91,17 @@ def gated_stack(filters: int, skip_filters: int, layers: int, layers_per_stack: 
     return nn.ModuleList(blocks)
 
 
+def padded_stft(mixture: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(padded, spec)`: `(batch, channels, samples)` zero-padded to a multiple of `hop`, and its centred STFT
+    `(batch * channels, n_fft // 2 + 1, frames)` complex; the spectral models' shared front end."""
+    batch, channels, length = mixture.shape
+    padded = F.pad(mixture, (0, -length % hop))
+    spec = torch.stft(padded.reshape(batch * channels, -1), n_fft, hop, window=window,
+                      center=True, pad_mode="constant", return_complex=True)
+    return padded, spec
+
+
 class HybridVocNet(nn.Module):
     """Stereo mixture `(batch, 2, samples)` -> vocals `(batch, 2, samples)`, any length.
 
@@ -156,9 +167,7 @@ class HybridVocNet(nn.Module):
 
     def forward(self, mixture: torch.Tensor) -> torch.Tensor:
         batch, channels, length = mixture.shape
-        padded = F.pad(mixture, (0, -length % self.hop))
-        spec = torch.stft(padded.reshape(batch * channels, -1), self.n_fft, self.hop, window=self.window,
-                          center=True, pad_mode="constant", return_complex=True)
+        padded, spec = padded_stft(mixture, self.n_fft, self.hop, self.window)
         frames = spec.shape[-1]
         magnitude = spec.abs().reshape(batch, channels * self.bins, frames)
         spectral = torch.log(magnitude + 1e-4) * self.input_scale + self.input_shift
