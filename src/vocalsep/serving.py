@@ -31,12 +31,11 @@ import numpy as np
 import soundfile as sf
 from mlflow.pyfunc import PythonModel
 
+from vocalsep.api import Separator
 from vocalsep.audio import ffmpeg_report, read_bytes, to_stereo
 from vocalsep.config import Params, SeparateParams
 from vocalsep.errors import AudioError
 from vocalsep.model import load_model
-from vocalsep.runtime import for_separation
-from vocalsep.separate import separate_at_rate, separate_with_params
 
 CHECKPOINT_ARTIFACT = "checkpoint"
 CONFIG_ARTIFACT = "serving_config"
@@ -156,8 +155,11 @@ class VocalSeparator(PythonModel):
         self.config = ServingConfig.read(context.artifacts[CONFIG_ARTIFACT])
         origin = context.artifacts.get(PROVENANCE_PARAM)
         self.provenance = json.loads(Path(origin).read_text()) if origin else None
-        # CPU: ONNX Runtime where it is faster (separate.runtime); the graph is exported once per model
-        self.model = for_separation(load_model(context.artifacts[CHECKPOINT_ARTIFACT]), self.config.separate)
+        # the Separator of the Python API and the CLI: one separation path (on CPU, ONNX Runtime where faster,
+        # per separate.runtime; the graph is exported once per model, here, not on the first request)
+        self.separator = Separator.from_model(load_model(context.artifacts[CHECKPOINT_ARTIFACT]),
+                                              self.config.sample_rate, self.config.separate, spec="served")
+        _ = self.separator.model  # built now, not on the first request
 
     # np.ndarray is the one input hint MLflow neither warns about nor turns into a second signature.
     def predict(self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None) -> Any:
@@ -172,10 +174,10 @@ class VocalSeparator(PythonModel):
 
     def separate_mixture(self, mixture: np.ndarray) -> np.ndarray:
         """`(2, samples)` at the model's rate -> vocals `(2, samples)`."""
-        return separate_with_params(self.model, mixture, self.config.sample_rate, self.config.separate)
+        return self.separator.vocals(mixture.T, self.config.sample_rate).T
 
     def separate_encoded(self, encoded: str) -> str:
         """base64 audio file -> base64 WAV of the vocals at the input's rate and length."""
         mixture, input_rate = decode_audio(encoded, self.config.max_seconds)
-        vocals = separate_at_rate(self.model, self.config.sample_rate, mixture, input_rate, self.config.separate)
+        vocals = self.separator.vocals(mixture, input_rate)
         return encode_wav(vocals.T, input_rate)

@@ -33,6 +33,7 @@ from vocalsep.config import SeparateParams
 from vocalsep.devices import pick_device
 from vocalsep.env import ffmpeg_exe
 from vocalsep.errors import AudioError
+from vocalsep.formats import OutputFormat
 from vocalsep.separate import (check_deadline, chunk_offsets, context_window, fade_window, fit_length, overlap_add,
                                same_size)
 
@@ -237,16 +238,21 @@ class _Resampler:
 
 
 class _StemFiles:
-    """The two stem files of `stream_file`, written as vocals come: accompaniment = the input - vocals."""
+    """The stem files of `stream_file`, written as vocals come: accompaniment = the input - vocals.
 
-    def __init__(self, vocals_path: Path, accompaniment_path: Path, rate: int, channels: int, subtype: str):
-        self.channels = channels
+    A stem whose path is None is not written; `fmt` says how the others are (float wav by default).
+    """
+
+    def __init__(self, vocals_path: Path | None, accompaniment_path: Path | None, rate: int, channels: int,
+                 fmt: OutputFormat):
+        self.channels, self.fmt = channels, fmt
         self.pending = np.zeros((0, channels), np.float32)  # input (as written to the stems) awaiting its vocals
         self.read = self.written = 0
-        for path in (vocals_path, accompaniment_path):
-            path.parent.mkdir(parents=True, exist_ok=True)
-        self.vocals = sf.SoundFile(vocals_path, "w", rate, channels, subtype=subtype)
-        self.accompaniment = sf.SoundFile(accompaniment_path, "w", rate, channels, subtype=subtype)
+        self.files: dict[str, sf.SoundFile] = {}
+        for stem, path in (("vocals", vocals_path), ("accompaniment", accompaniment_path)):
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.files[stem] = sf.SoundFile(path, "w", rate, channels, **fmt.soundfile_args())
 
     def add_input(self, block: np.ndarray, stereo: np.ndarray) -> None:
         self.read += block.shape[0]
@@ -259,26 +265,33 @@ class _StemFiles:
         if self.channels == 1:
             vocals = vocals.mean(axis=1, keepdims=True)
         mixture, self.pending = self.pending[: vocals.shape[0]], self.pending[vocals.shape[0]:]
-        self.vocals.write(vocals)
-        self.accompaniment.write(mixture - vocals)
+        if "vocals" in self.files:
+            self.files["vocals"].write(self.fmt.prepare(vocals))
+        if "accompaniment" in self.files:
+            self.files["accompaniment"].write(self.fmt.prepare(mixture - vocals))
         self.written += vocals.shape[0]
 
     def close(self) -> None:
-        self.vocals.close()
-        self.accompaniment.close()
+        for handle in self.files.values():
+            handle.close()
 
 
-def stream_file(model: nn.Module, model_rate: int, params: SeparateParams, path: Path, vocals_path: Path,
-                accompaniment_path: Path, subtype: str = "FLOAT", frames: int = BLOCK_FRAMES) -> tuple[int, int]:
-    """Separate `path` into two stem files block by block; returns `(frames, rate)` written.
+def stream_file(model: nn.Module, model_rate: int, params: SeparateParams, path: Path, vocals_path: Path | None,
+                accompaniment_path: Path | None, subtype: str = "FLOAT", frames: int = BLOCK_FRAMES,
+                fmt: OutputFormat | None = None) -> tuple[int, int]:
+    """Separate `path` into stem files block by block; returns `(frames, rate)` written.
 
     Same stems as reading the whole file (`vocalsep.separate_cli.separate_file`): stereo (or mono for a
-    mono input), at the input's rate and length, `vocals + accompaniment == mixture`.
+    mono input), at the input's rate and length, `vocals + accompaniment == mixture` (exactly in the
+    float wav default). `fmt` (`vocalsep.formats.OutputFormat`) overrides `subtype`'s wav; a stem
+    path of None skips that stem.
     """
+    fmt = fmt or OutputFormat("wav", bits={"FLOAT": 32, "PCM_24": 24, "PCM_16": 16}[subtype])
     rate, channels, blocks = audio_blocks(path, frames)
+    fmt.check_rate(rate, str(path))
     core = streaming_core(model, model_rate, params)
     down, up = _Resampler(rate, model_rate, 2), _Resampler(model_rate, rate, 2)
-    stems = _StemFiles(vocals_path, accompaniment_path, rate, 1 if channels == 1 else 2, subtype)
+    stems = _StemFiles(vocals_path, accompaniment_path, rate, 1 if channels == 1 else 2, fmt)
     try:
         for block in blocks:
             stereo = to_stereo(block)

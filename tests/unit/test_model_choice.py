@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from vocalsep import separate_cli
+from vocalsep import default_model, separate_cli
 from vocalsep.config import Params, params_to_dict
 from vocalsep.errors import VocalsepError
 from vocalsep.model import HybridVocNet, VocNet, load_checkpoint, save_checkpoint
@@ -43,7 +43,7 @@ def champion(tmp_path: Path, monkeypatch, **sections) -> Path:
     save_checkpoint(path, VocNet(filters=4, skip_filters=4, layers=2, layers_per_stack=2), 
                     {"filters": 4, "skip_filters": 4, "layers": 2, "layers_per_stack": 2},
                     params=params(**sections), git_sha="test")
-    monkeypatch.setattr(separate_cli, "checkpoint_path", lambda spec, tracking=None: path)
+    monkeypatch.setattr(default_model, "checkpoint_path", lambda spec, tracking=None: path)
     return path
 
 
@@ -51,7 +51,7 @@ def test_no_champion_falls_back_to_the_base_model_and_says_why(base_model, monke
     def missing(spec, tracking=None):
         raise VocalsepError(f"{spec}: cannot fetch the model from MLflow (alias champion not found)")
 
-    monkeypatch.setattr(separate_cli, "checkpoint_path", missing)
+    monkeypatch.setattr(default_model, "checkpoint_path", missing)
     model, rate, why = separate_cli.choose_model("cpu")
     assert isinstance(model, HybridVocNet) and rate == 16000
     assert why.startswith("pretrained") and "no champion" in why
@@ -77,7 +77,7 @@ def test_a_champion_from_the_users_own_manifest_counts_as_real(tmp_path, monkeyp
 
 
 def test_cli_prints_which_model_ran(base_model, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(separate_cli, "checkpoint_path",
+    monkeypatch.setattr(default_model, "checkpoint_path",
                         lambda spec, tracking=None: (_ for _ in ()).throw(VocalsepError("no such alias")))
     wav = tmp_path / "song.wav"
     sf.write(wav, (0.1 * np.random.default_rng(0).standard_normal((8000, 2))).astype(np.float32), 16000)

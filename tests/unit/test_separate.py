@@ -225,12 +225,13 @@ def test_cli_writes_every_input_it_can_when_one_output_folder_is_blocked(tmp_pat
     assert (out / "second" / "vocals.wav").is_file() and (out / "second" / "accompaniment.wav").is_file()
 
 
-def test_cli_says_a_directory_input_is_a_directory(tmp_path, checkpoint, capsys):
+def test_cli_says_a_folder_without_audio_holds_none(tmp_path, checkpoint, capsys):
     folder = tmp_path / "album"
     folder.mkdir()
+    (folder / "notes.txt").write_text("not audio")
     code = separate_main([str(folder), "-o", str(tmp_path / "out"), "--model", str(checkpoint)])
     err = capsys.readouterr().err
-    assert code == 1 and f"{folder}: is a directory" in err and "not found" not in err
+    assert code == 1 and f"{folder}: folder holds no audio files" in err and "not found" not in err
 
 
 @pytest.mark.parametrize("spec", ["https://example.org/model.pt", "s3://bucket/best.pt", "file:///tmp/best.pt"])

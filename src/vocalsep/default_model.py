@@ -1,0 +1,59 @@
+"""What "no `--model`" means, and loading any model spec with the name of what was loaded.
+
+`auto` (the default of `vocalsep separate`, `vocalsep.Separator(model="auto")`
+and the `separate-library` flow) is the registry's champion when it learned
+from real recordings, else the shipped base model: after `make run` the
+champion has only heard the synthetic demo, which says little about real
+voice over real music.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from vocalsep.config import TrackingParams
+from vocalsep.errors import VocalsepError
+from vocalsep.loading import checkpoint_path, load_separator, model_from_checkpoint
+from vocalsep.model import load_checkpoint
+from vocalsep.pretrained import PRETRAINED
+
+DEFAULT_MODEL = "auto"
+CHAMPION = "models:/vocalsep@champion"
+
+
+def trained_on_demo_only(ckpt: dict) -> bool:
+    """Whether a checkpoint's params say it learned from the synthetic demo corpus and nothing else."""
+    params = ckpt.get("params") or {}
+    corpus = (params.get("corpus") or {}).get("set", "none")
+    sources = (params.get("download") or {}).get("sources", "")
+    return corpus == "none" and Path(str(sources)).name == "demo.yaml"
+
+
+def choose_model(device: str, tracking: TrackingParams | None = None) -> tuple[nn.Module, int, str]:
+    """`auto`: the champion when it learned from real recordings, else the base model; and why."""
+    model, rate, _, why = resolve_model(DEFAULT_MODEL, device, tracking)
+    return model, rate, why
+
+
+def resolve_model(spec: str, device: str, tracking: TrackingParams | None = None) -> tuple[nn.Module, int, str, str]:
+    """`(model, rate, concrete spec, why)` for any spec; `auto` becomes `pretrained` or the champion's URI.
+
+    The concrete spec is what other processes (worker pools, Dask workers) load to get the same model.
+    """
+    if spec != DEFAULT_MODEL:
+        model, rate = load_separator(spec, device, tracking)
+        return model, rate, spec, spec
+    try:
+        ckpt = load_checkpoint(checkpoint_path(CHAMPION, tracking), map_location="cpu")
+    except VocalsepError as err:
+        why = f"the registry has no champion yet ({str(err).splitlines()[0][:160]})"
+    else:
+        if not trained_on_demo_only(ckpt):
+            model, rate = model_from_checkpoint(ckpt, device)
+            return model, rate, CHAMPION, f"{CHAMPION} (the registry's champion)"
+        why = (f"{CHAMPION} was trained only on the synthetic demo corpus; "
+               f"pass --model {CHAMPION} to use it anyway")
+    model, rate = load_separator(PRETRAINED, device)
+    return model, rate, PRETRAINED, f"pretrained (the shipped base model, trained on real recordings): {why}"
