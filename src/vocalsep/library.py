@@ -187,11 +187,12 @@ def separate_job(separator: Separator, job: Job, out: Path, settings: Settings) 
 
 
 class Failures:
-    """The failure report of this run, `OUTDIR/vocalsep-failures.jsonl`, started afresh."""
+    """The failure report of this run, `OUTDIR/vocalsep-failures.jsonl`, started afresh (or added to)."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, fresh: bool = True) -> None:
         self.path, self.count = out / FAILURES, 0
-        self.path.unlink(missing_ok=True)
+        if fresh:
+            self.path.unlink(missing_ok=True)
 
     def add(self, input_: str, name: str | None, reason: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

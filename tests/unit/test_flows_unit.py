@@ -141,9 +141,14 @@ def test_report_without_metrics_says_so(workspace):
 def test_deployments_match_prefect_yaml(repo_root):
     config = yaml.safe_load((repo_root / "prefect.yaml").read_text())
     crons = {d["name"]: [s["cron"] for s in d.get("schedules") or []] for d in config["deployments"]}
-    assert crons == {"vocal-pipeline": [], "ingest": [INGEST_CRON], "retrain": [RETRAIN_CRON]}
-    served = deployments(str(repo_root), INGEST_CRON, RETRAIN_CRON, "")
+    assert crons == {"vocal-pipeline": [], "ingest": [INGEST_CRON], "retrain": [RETRAIN_CRON],
+                     "separate-library": []}
+    served = deployments(str(repo_root), INGEST_CRON, RETRAIN_CRON, "", ("music", "stems", "auto", ""))
     assert {d.name: [s.schedule.cron for s in d.schedules] for d in served} == crons
+    watched = deployments(str(repo_root), INGEST_CRON, RETRAIN_CRON, "", ("music", "stems", "auto", "*/30 * * * *"))
+    library = next(d for d in watched if d.name == "separate-library")
+    assert [s.schedule.cron for s in library.schedules] == ["*/30 * * * *"]
+    assert library.parameters["inputs"] == [str(Path("music").resolve())] and library.parameters["model"] == "auto"
     assert all(s.schedule.timezone == "UTC" for d in served for s in d.schedules)
     for d in config["deployments"]:
         path, name = d["entrypoint"].split(":")
