@@ -17,7 +17,7 @@ export PATH := $(BIN):$(PATH)
 
 install: $(STAMP)
 
-$(STAMP): requirements.lock pyproject.toml scripts/vocalsep-venv-path.pth
+$(STAMP): requirements.lock pyproject.toml scripts/vocalsep-venv-path.pth scripts/telemetry_pth.py $(TELEMETRY_ENV)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@# torch from pip (it finds the CPU build on this machine's disk); the rest through uv, pinned.
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "torch==2.13.0"
@@ -28,6 +28,9 @@ $(STAMP): requirements.lock pyproject.toml scripts/vocalsep-venv-path.pth
 	@# in subprocesses: this .pth puts the venv's bin first on PATH in every process of the venv.
 	@$(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" | \
 	  xargs -I{} cp scripts/vocalsep-venv-path.pth {}/
+	@# Telemetry off in every process of the venv, activated or called by path (a new shell's `prefect
+	@# server start` too), unless the user set a switch: a .pth written from the one list.
+	@$(BIN)/python scripts/telemetry_pth.py $(TELEMETRY_ENV)
 	@# Byte-compile once: with PYTHONDONTWRITEBYTECODE set, every process would recompile MLflow (~10 s).
 	@$(BIN)/python -m compileall -q -j 0 $(VENV)/lib >/dev/null 2>&1 || true
 	@touch $(STAMP)

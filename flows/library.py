@@ -39,6 +39,7 @@ from vocalsep.config import DEFAULT_PARAMS, cli_params
 from vocalsep.default_model import DEFAULT_MODEL
 from vocalsep.env import disable_telemetry
 from vocalsep.formats import FORMATS, OutputFormat
+from vocalsep.pretrained import PRETRAINED
 from vocalsep.library import (Failures, Job, Record, Settings, audio_seconds, cached_separator, find_inputs, plan,
                               separate_job, sweep_partial, worker_threads)
 from vocalsep.separate_cli import check_output_folder, output_names
@@ -51,7 +52,8 @@ ARTIFACT_ROWS = 200  # files listed in the artifact; the totals count all
 def separate_one(job: dict[str, Any], out: str, settings: Settings, model: dict[str, Any]) -> dict[str, Any]:
     """One file on a Dask worker; a bad input is a result, not a retry (other errors are retried)."""
     separator = cached_separator(model["spec"], model["device"], cli_params(model["params"]), None, model["threads"])
-    result = separate_job(separator, Job(Path(job["path"]), job["name"], job["sha256"]), Path(out), settings)
+    result = separate_job(separator, Job(Path(job["path"]), job["name"], job["sha256"], job["size"], job["mtime_ns"]),
+                          Path(out), settings)
     return {**result, "input": job["path"], "name": job["name"]}
 
 
@@ -84,8 +86,9 @@ def _runner(dask_address: str | None, workers: int) -> DaskTaskRunner:
 
 
 def _absolute(spec: str) -> str:
-    """A path spec made absolute, so workers with another working directory find the same file."""
-    return str(Path(spec).resolve()) if Path(spec).exists() else spec
+    """A file path made absolute, so workers with another working directory find the same file
+    (`pretrained` and URIs stay as they are, even beside a folder of that name)."""
+    return str(Path(spec).resolve()) if spec != PRETRAINED and Path(spec).is_file() else spec
 
 
 def summary_markdown(summary: dict[str, Any], results: list[dict]) -> str:
@@ -136,7 +139,8 @@ def separate_library(inputs: list[str], out: str, model: str = DEFAULT_MODEL, fo
     logger.info("model %s; %d file(s) to separate, %d skipped as done", separator.which, len(todo), len(skipped))
     worker_model = {"spec": _absolute(separator.spec), "device": separator.params.device,
                     "params": _absolute(params), "threads": threads or worker_threads(workers)}
-    jobs = [{"path": str(j.path.resolve()), "name": j.name, "sha256": j.sha256} for j in todo]
+    jobs = [{"path": str(j.path.resolve()), "name": j.name, "sha256": j.sha256, "size": j.size,
+             "mtime_ns": j.mtime_ns} for j in todo]
     started = time.monotonic()
     results = (separate_batch.with_options(task_runner=_runner(dask_address, workers))(
         jobs, str(out_dir), settings, worker_model) if jobs else [])

@@ -16,7 +16,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pyloudnorm
 import soundfile as sf
 import soxr
 
@@ -295,6 +294,8 @@ def integrated_loudness(x: np.ndarray, sr: int) -> float:
     """
     if x.shape[0] < LOUDNESS_BLOCK_SECONDS * sr:
         return float("nan")
+    import pyloudnorm  # scipy.signal: 1.3 s of import, paid only where loudness is measured
+
     loudness = pyloudnorm.Meter(sr).integrated_loudness(x.astype(np.float64))
     return float(loudness) if np.isfinite(loudness) else float("nan")
 

@@ -14,6 +14,7 @@ from vocalsep.errors import VocalsepError
 COMMANDS = {
     "summary": ("vocalsep.summary:main", "print where the pipeline's results are and the headline numbers"),
     "separate": ("vocalsep.separate_cli:main", "separate vocals from audio files"),
+    "models": ("vocalsep.models_cli:main", "list the shipped and registered models, and what the default is"),
     "stream": ("vocalsep.stream_cli:main", "separate a live signal (pipe or file) block by block, bounded latency"),
     "serve": ("vocalsep.serve:main", "serve a registered model behind request limits (MLflow's scoring app)"),
     "serve-flows": ("flows.serve:main", "serve the Prefect deployments from one process"),

@@ -37,6 +37,23 @@ def choose_model(device: str, tracking: TrackingParams | None = None) -> tuple[n
     return model, rate, why
 
 
+def default_choice(tracking: TrackingParams | None = None) -> tuple[str, str, dict | None]:
+    """What `auto` means now: `(spec, why, the champion's checkpoint when it is the choice)`.
+
+    Reads the registry's champion (its checkpoint, to see what it learned from); loads no model.
+    """
+    try:
+        ckpt = load_checkpoint(checkpoint_path(CHAMPION, tracking), map_location="cpu")
+    except VocalsepError as err:
+        why = f"the registry has no champion yet ({str(err).splitlines()[0][:160]})"
+    else:
+        if not trained_on_demo_only(ckpt):
+            return CHAMPION, f"{CHAMPION} (the registry's champion)", ckpt
+        why = (f"{CHAMPION} was trained only on the synthetic demo corpus; "
+               f"pass --model {CHAMPION} to use it anyway")
+    return PRETRAINED, f"pretrained (the shipped base model, trained on real recordings): {why}", None
+
+
 def resolve_model(spec: str, device: str, tracking: TrackingParams | None = None) -> tuple[nn.Module, int, str, str]:
     """`(model, rate, concrete spec, why)` for any spec; `auto` becomes `pretrained` or the champion's URI.
 
@@ -45,15 +62,9 @@ def resolve_model(spec: str, device: str, tracking: TrackingParams | None = None
     if spec != DEFAULT_MODEL:
         model, rate = load_separator(spec, device, tracking)
         return model, rate, spec, spec
-    try:
-        ckpt = load_checkpoint(checkpoint_path(CHAMPION, tracking), map_location="cpu")
-    except VocalsepError as err:
-        why = f"the registry has no champion yet ({str(err).splitlines()[0][:160]})"
+    chosen, why, ckpt = default_choice(tracking)
+    if ckpt is not None:
+        model, rate = model_from_checkpoint(ckpt, device)
     else:
-        if not trained_on_demo_only(ckpt):
-            model, rate = model_from_checkpoint(ckpt, device)
-            return model, rate, CHAMPION, f"{CHAMPION} (the registry's champion)"
-        why = (f"{CHAMPION} was trained only on the synthetic demo corpus; "
-               f"pass --model {CHAMPION} to use it anyway")
-    model, rate = load_separator(PRETRAINED, device)
-    return model, rate, PRETRAINED, f"pretrained (the shipped base model, trained on real recordings): {why}"
+        model, rate = load_separator(chosen, device, tracking)
+    return model, rate, chosen, why

@@ -7,8 +7,10 @@ list the same inputs, skip the same finished files and write the same record.
   output folder left out), files and glob patterns, mixed, in a sorted,
   stable order, each file once.
 - The record, `OUTDIR/vocalsep-record.jsonl`, gets one line per separated
-  file: its output name, the input's path and sha256, the model's weights
-  digest and the settings that change the stems. A file is skipped when its
+  file: its output name, the input's path, sha256, size and mtime, the
+  model's weights digest and the settings that change the stems. A file
+  whose path, size and mtime are the recorded ones keeps its recorded sha256
+  (as make and rsync trust them); any other is hashed again. A file is skipped when its
   last line matches all of them and the stems are still there. Lines are
   appended as files finish, so a killed run loses only the files in flight.
 - Failures of the last run go to `OUTDIR/vocalsep-failures.jsonl` (input,
@@ -40,11 +42,14 @@ GLOB_CHARS = frozenset("*?[")
 
 @dataclass(frozen=True)
 class Job:
-    """One input to separate: its path, output name (folder under OUTDIR) and sha256 (None if unreadable)."""
+    """One input to separate: its path, output name (folder under OUTDIR), sha256 (None if unreadable),
+    and its size and modification time when it was hashed."""
 
     path: Path
     name: str
     sha256: str | None
+    size: int | None = None
+    mtime_ns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -156,10 +161,23 @@ class Record:
         self.entries[entry["name"]] = entry
 
 
+def job_for(path: Path, name: str, entry: dict | None) -> Job:
+    """The Job of an input; its sha256 is the record's when the file's path, size and mtime are the ones
+    recorded (as make and rsync trust them), else read from its bytes."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return Job(path, name, None)
+    same = (entry is not None and entry.get("input") == str(path.resolve()) and entry.get("bytes") == stat.st_size
+            and entry.get("mtime_ns") == stat.st_mtime_ns and entry.get("sha256"))
+    sha256 = entry["sha256"] if same else file_sha256(path)
+    return Job(path, name, sha256, stat.st_size, stat.st_mtime_ns)
+
+
 def plan(inputs: Sequence[Path], names: Sequence[str], record: Record, model: str, settings: dict[str, Any],
          force: bool = False) -> tuple[list[Job], list[Job]]:
-    """`(to do, skipped)`: every input hashed, skipped when the record says it is done with these settings."""
-    jobs = [Job(path, name, file_sha256(path)) for path, name in zip(inputs, names)]
+    """`(to do, skipped)`: every input identified, skipped when the record says it is done with these settings."""
+    jobs = [job_for(path, name, None if force else record.entries.get(name)) for path, name in zip(inputs, names)]
     if force:
         return jobs, []
     done = [record.is_done(job, model, settings) for job in jobs]
@@ -178,7 +196,8 @@ def separate_job(separator: Separator, job: Job, out: Path, settings: Settings) 
     except (OSError, RuntimeError) as err:  # disk full, a file where a folder should be
         reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
         return {"ok": False, "reason": f"{job.path}: cannot write the stems to {folder} ({reason})"}
-    entry = {"name": job.name, "input": str(job.path.resolve()), "sha256": job.sha256, "model": separator.digest,
+    entry = {"name": job.name, "input": str(job.path.resolve()), "sha256": job.sha256, "bytes": job.size,
+             "mtime_ns": job.mtime_ns, "model": separator.digest,
              "settings": settings.as_dict(), "outputs": {s: str(p.relative_to(out)) for s, p in paths.items()},
              "frames": frames, "rate": rate, "seconds": round(frames / rate, 3),
              "compute_seconds": round(time.monotonic() - started, 3), "pid": os.getpid(),

@@ -1,6 +1,7 @@
 """Loading a model for separation from any spec a user may give: one home for all of them.
 
-- `pretrained`: the shipped base model (`vocalsep.pretrained`);
+- `pretrained`: the shipped base model (`vocalsep.pretrained`); `pretrained-live`: the shipped
+  low-latency model;
 - a local checkpoint path (`models/checkpoints/best.pt`);
 - `models:/NAME@ALIAS`, `models:/NAME/VERSION` or `runs:/RUN_ID/PATH`: fetched from the MLflow
   registry (`vocalsep.registry`) of `tracking` (`MLFLOW_TRACKING_URI` wins when set).
@@ -21,11 +22,11 @@ from vocalsep.config import TrackingParams
 from vocalsep.devices import pick_device
 from vocalsep.errors import VocalsepError
 from vocalsep.model.checkpoint import checkpoint_sample_rate, load_checkpoint, model_from_state
-from vocalsep.pretrained import PRETRAINED, load_pretrained
+from vocalsep.pretrained import PRETRAINED, PRETRAINED_LIVE, load_pretrained, shipped_dir
 from vocalsep.registry import checkpoint_from_uri
 
 MODEL_URI_SCHEMES = ("models:/", "runs:/")
-MODEL_SPECS = ("use auto, pretrained, a local checkpoint file (models/checkpoints/best.pt), models:/NAME@ALIAS, "
+MODEL_SPECS = ("use auto, pretrained, pretrained-live, a local checkpoint file (models/checkpoints/best.pt), models:/NAME@ALIAS, "
                "models:/NAME/VERSION or runs:/RUN_ID/PATH (download a remote checkpoint first)")
 Device = str | torch.device
 
@@ -53,7 +54,7 @@ def model_from_checkpoint(ckpt: dict[str, Any], device: Device = "cpu") -> tuple
 def load_separator(spec: str, device: Device = "cpu",
                    tracking: TrackingParams | None = None) -> tuple[nn.Module, int]:
     """The model of `pretrained`, a checkpoint path or an MLflow model URI (eval mode, on `device`) and its rate."""
-    if spec == PRETRAINED:
-        model, rate = load_pretrained()
+    if spec in (PRETRAINED, PRETRAINED_LIVE):
+        model, rate = load_pretrained(shipped_dir(spec))
         return model.to(_device(device)), rate
     return model_from_checkpoint(load_checkpoint(checkpoint_path(spec, tracking), map_location="cpu"), device)

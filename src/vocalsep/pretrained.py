@@ -20,6 +20,7 @@ from vocalsep.errors import VocalsepError
 from vocalsep.model.checkpoint import build_model, checkpoint_sample_rate, full_kwargs
 
 PRETRAINED = "pretrained"  # the name users pass as --model
+PRETRAINED_LIVE = "pretrained-live"  # the shipped low-latency model, in pretrained-live/ (vocalsep stream's default)
 WEIGHTS_NAME = "vocalsep-base.safetensors"
 CONFIG_NAME = "vocalsep-base.json"
 FORMAT = "vocalsep-pretrained/1"
@@ -29,6 +30,17 @@ def pretrained_dir() -> Path:
     """`$VOCALSEP_PRETRAINED`, else `pretrained/` at the root of this checkout."""
     override = os.environ.get("VOCALSEP_PRETRAINED")
     return Path(override) if override else Path(__file__).resolve().parents[2] / "pretrained"
+
+
+def live_dir() -> Path:
+    """`$VOCALSEP_PRETRAINED_LIVE`, else `pretrained-live/` at the root of this checkout."""
+    override = os.environ.get("VOCALSEP_PRETRAINED_LIVE")
+    return Path(override) if override else Path(__file__).resolve().parents[2] / PRETRAINED_LIVE
+
+
+def shipped_dir(name: str) -> Path:
+    """The folder of a shipped model by the name users pass as --model."""
+    return live_dir() if name == PRETRAINED_LIVE else pretrained_dir()
 
 
 def read_config(folder: str | Path | None = None) -> dict[str, Any]:

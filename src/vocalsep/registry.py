@@ -126,3 +126,27 @@ def download_model_artifacts(uri: str, tracking: TrackingParams) -> str:
     except mlflow.exceptions.MlflowException as err:
         raise VocalsepError(f"{uri}: cannot fetch the model from MLflow at {mlflow.get_tracking_uri()} "
                             f"({err.message}); check the name, version or alias and MLFLOW_TRACKING_URI") from None
+
+
+def list_versions(registered_model: str) -> list[dict[str, Any]]:
+    """Every version of `registered_model`, newest first: version, aliases, tags, creation time (ms), source.
+
+    An absent model is an empty list; a store that cannot be read is a VocalsepError naming it.
+    """
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    try:
+        versions = client.search_model_versions(f"name='{registered_model}'")
+        aliases = client.get_registered_model(registered_model).aliases if versions else {}
+    except Exception as err:  # MlflowException, or the store's own errors
+        if getattr(err, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
+            return []
+        raise VocalsepError(f"MLflow registry at {mlflow.get_tracking_uri()}: cannot list {registered_model!r} "
+                            f"({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''})") from None
+    by_version: dict[str, list[str]] = {}
+    for alias, version in (aliases or {}).items():
+        by_version.setdefault(str(version), []).append(alias)
+    rows = [{"version": str(v.version), "aliases": sorted(by_version.get(str(v.version), [])), "tags": dict(v.tags),
+             "created_ms": v.creation_timestamp} for v in versions]
+    return sorted(rows, key=lambda r: int(r["version"]), reverse=True)

@@ -68,7 +68,7 @@ def summary_lines(params: Params) -> list[str]:
         "   (request limits; docs/serving.md)",
         f"            MLFLOW_TRACKING_URI={params.tracking.uri} "
         f"mlflow models serve -m models:/{name}@champion --env-manager local -p 5001   (no limits)",
-        "Separate:   vocalsep separate song.mp3 -o separated/",
+        "Separate:   vocalsep separate song.mp3 -o stems/   (a folder or several files: see README)",
         f"Listen:     {Path(p.reports) / 'eval' / 'index.html'}   (every test track: numbers, spectrograms, players)",
         f"Provenance: vocalsep provenance models:/{name}@champion   (sources, licences, sha256 it learned from)",
     ]

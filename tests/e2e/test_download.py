@@ -118,7 +118,9 @@ def test_stage_fails_when_a_role_has_no_usable_source(tmp_params, served):
     with pytest.raises(StageError) as err:
         download(params)
     message = str(err.value)
-    assert "acapella" in message and f"{base}/missing.wav: HTTP 404" in message and dead in message
+    assert "acapella" in message and f"{base}/missing.wav" in message and dead in message
+    assert "HTTP 404" not in message  # logged once as the URL failed, not repeated in the error
+    assert {r["url"]: r["reason"] for r in records(params)}[f"{base}/missing.wav"].startswith("HTTP 404")
     assert len(records(params)) == 3  # the report is written before failing
 
 
@@ -134,7 +136,7 @@ def test_cli_exit_code_and_one_line_error(tmp_params, served, tmp_path):
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error")]
     assert len(errors) == 1 and errors[0].startswith("error in stage download: no usable acapella source")
-    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.count("HTTP 404") == 1  # each reason once
     assert any("ok" in line and "noise.ogg" in line for line in proc.stderr.splitlines())
 
 

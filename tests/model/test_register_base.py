@@ -53,3 +53,32 @@ def test_an_empty_registry_gets_the_base_model_as_champion(params):
     second = register_base(params)
     assert (second["decision"], second["version"], second["champion_version"]) == ("registered", "2", "1")
     assert registry.version_by_alias("vocalsep", "champion")[0] == "1"
+
+
+def test_vocalsep_models_lists_shipped_and_registered_models_and_the_default(params, tmp_path, capsys,
+                                                                              monkeypatch):
+    import json
+
+    from vocalsep import models_cli
+
+    monkeypatch.setattr(models_cli, "cli_params", lambda path: params)
+    monkeypatch.setenv("VOCALSEP_PRETRAINED_LIVE", str(tmp_path / "no-live-here"))
+    assert models_cli.main(["--json"]) == 0
+    empty = json.loads(capsys.readouterr().out)
+    assert [m["spec"] for m in empty["models"]] == ["pretrained", "pretrained-live"]
+    assert empty["models"][0]["class"] == "HybridVocNet" and "missing" in empty["models"][1]
+    assert empty["default"]["spec"] == "pretrained" and "no champion" in empty["default"]["why"]
+
+    register_base(params)
+    register_base(params)
+    assert models_cli.main([]) == 0
+    text = capsys.readouterr().out
+    assert "models:/vocalsep/2" in text and "models:/vocalsep/1 @champion" in text
+    assert "default (no --model, or --model auto): models:/vocalsep@champion" in text
+    assert models_cli.main(["--json", "--speed"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    registered = [m for m in listed["models"] if m["kind"] == "registry"]
+    assert [(m["spec"], m["aliases"]) for m in registered] == [("models:/vocalsep/2", []),
+                                                               ("models:/vocalsep/1", ["champion"])]
+    assert all("shipped base model" in m["trained_on"] and m["class"] == "HybridVocNet" for m in registered)
+    assert all(m["x_real_time"] > 0 for m in listed["models"] if not m.get("missing"))

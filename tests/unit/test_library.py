@@ -133,6 +133,10 @@ def test_a_rerun_skips_what_is_done_and_redoes_what_changed(tmp_path, checkpoint
     assert "0 file(s) to separate, 3 skipped" in capsys.readouterr().err
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.wav")} == stamps and len(record(out)) == 3
 
+    os.utime(lib / "s0.wav")  # touched, not changed: hashed again, still done
+    assert separate(lib, "-o", out, "--model", checkpoint) == 0
+    assert "0 file(s) to separate, 3 skipped" in capsys.readouterr().err
+
     song(lib / "s1.wav", seed=9)  # an edited input is redone, the others are not
     assert separate(lib, "-o", out, "--model", checkpoint) == 0
     assert "1 file(s) to separate, 2 skipped" in capsys.readouterr().err

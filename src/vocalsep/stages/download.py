@@ -266,9 +266,13 @@ def _check_roles(records: list[dict], manifest: Path, report: Path) -> None:
         mine = [r for r in records if r["role"] == role]
         if any(r["status"] == "ok" for r in mine):
             continue
-        failures = "; ".join(f"{r['url']}: {r['reason']}" for r in mine) or "the manifest lists none"
-        raise StageError(f"no usable {role} source in {manifest} ({failures}); fix or replace these "
-                         f"URLs in the manifest and run again (details in {report})")
+        if not mine:
+            raise StageError(f"no usable {role} source in {manifest} (the manifest lists none); add some and run "
+                             "again")
+        # each reason was logged once as its URL failed ("failed ..."); the error names the URLs only
+        raise StageError(f"no usable {role} source in {manifest}: {len(mine)} URL(s) failed "
+                         f"({', '.join(r['url'] for r in mine)}); their reasons are in the lines above and in "
+                         f"{report}; fix or replace these URLs in the manifest and run again")
 
 
 def mark_duplicates(records: list[dict]) -> list[dict]:

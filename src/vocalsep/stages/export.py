@@ -158,6 +158,20 @@ def log_model(params: Params, checkpoint: Path, sample_rate: int, provenance_fil
     )
 
 
+def model_tags(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """What `vocalsep models` shows of a version without downloading it: class, size, what it learned from."""
+    from vocalsep.default_model import trained_on_demo_only
+
+    values = ckpt.get("params") or {}
+    if trained_on_demo_only(ckpt):
+        origin = "the synthetic demo corpus only"
+    else:
+        sources = (values.get("download") or {}).get("sources", "?")
+        origin = f"{sources} (corpus set {(values.get('corpus') or {}).get('set', 'none')})"
+    parameters = sum(int(t.numel()) for t in ckpt["state"].values() if hasattr(t, "numel"))
+    return {"class": ckpt.get("class", "?"), "parameters": parameters, "trained_on": origin}
+
+
 def register(params: Params, checkpoint: Path, metrics: dict[str, float], lock: Path) -> dict[str, Any]:
     """Log the pyfunc (in the training run when it still exists), register a version, promote or not."""
     ckpt = load_checkpoint(checkpoint)
@@ -165,7 +179,8 @@ def register(params: Params, checkpoint: Path, metrics: dict[str, float], lock: 
     origin = provenance.record(provenance.pipeline_sources(params), provenance.data_hash(params.paths, lock), ckpt.get("git_sha") or "unknown",
                                f"the pipeline's index ({params.paths.index}) of {params.download.sources}")
     origin_file = provenance.write(origin, Path(params.paths.export) / provenance.FILE_NAME)
-    tags = {**metrics, "metric": params.export.metric, TESTSET_TAG: testset, **provenance.version_tags(origin)}
+    tags = {**metrics, "metric": params.export.metric, TESTSET_TAG: testset, **provenance.version_tags(origin),
+            **model_tags(ckpt)}
     # the champion first: a registry that cannot be read stops here, before anything is logged or moved
     tracking.configure(params.tracking)
     champion, rescored = champion_score(params, testset)
@@ -202,7 +217,9 @@ def register_base(params: Params) -> dict[str, Any]:
         with tracking.start_run(params.tracking, run_name="register-base") as run_id:
             model_uri = log_model(params, checkpoint, rate, origin_file)
             version = registry.register_version(model_uri, name, {"source": "pretrained",
-                                                                  **provenance.version_tags(origin)})
+                                                                  **provenance.version_tags(origin),
+                                                                  "class": config["class"],
+                                                                  "parameters": config.get("parameters", "?")})
     champion = registry.version_by_alias(name, CHAMPION)
     if champion is None:
         registry.set_alias(name, CHAMPION, version)
@@ -221,7 +238,7 @@ def register_base_main(argv: Sequence[str] | None = None) -> int:
               f"champion is version {record['champion_version']}")
 
     body.__doc__ = register_base_main.__doc__
-    return run_stage("register-base", body, argv)
+    return run_stage("register-base", body, argv, prog="vocalsep register-base")
 
 
 def registry_metrics(record: dict[str, Any]) -> dict[str, float | int]:
