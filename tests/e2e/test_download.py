@@ -120,7 +120,7 @@ def test_stage_fails_when_a_role_has_no_usable_source(tmp_params, served):
     message = str(err.value)
     assert "acapella" in message and f"{base}/missing.wav" in message and dead in message
     assert "HTTP 404" not in message  # logged once as the URL failed, not repeated in the error
-    assert {r["url"]: r["reason"] for r in records(params)}[f"{base}/missing.wav"].startswith("HTTP 404")
+    assert records(params)[f"{base}/missing.wav"]["reason"].startswith("HTTP 404")
     assert len(records(params)) == 3  # the report is written before failing
 
 
