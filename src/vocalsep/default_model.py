@@ -17,7 +17,7 @@ from vocalsep.config import TrackingParams
 from vocalsep.errors import VocalsepError
 from vocalsep.loading import checkpoint_path, load_separator, model_from_checkpoint
 from vocalsep.model import load_checkpoint
-from vocalsep.pretrained import PRETRAINED
+from vocalsep.pretrained import CONFIG_NAME, PRETRAINED, PRETRAINED_LIVE, live_dir
 
 DEFAULT_MODEL = "auto"
 CHAMPION = "models:/vocalsep@champion"
@@ -68,3 +68,11 @@ def resolve_model(spec: str, device: str, tracking: TrackingParams | None = None
     else:
         model, rate = load_separator(chosen, device, tracking)
     return model, rate, chosen, why
+
+
+def stream_default() -> tuple[str, str]:
+    """What `vocalsep stream` uses without --model: the shipped low-latency model, else the base model."""
+    if (live_dir() / CONFIG_NAME).is_file():
+        return PRETRAINED_LIVE, "pretrained-live (the shipped low-latency model)"
+    return PRETRAINED, (f"pretrained (no {live_dir()} here: the offline base model, which looks about 1.6 s "
+                        "ahead; restore pretrained-live/ for live use)")

@@ -48,6 +48,7 @@ import soundfile as sf
 from vocalsep.config import DEFAULT_PARAMS, ParamsError, SeparateParams, StreamParams, TrackingParams, load_params
 from vocalsep.errors import VocalsepError
 from vocalsep.devices import pick_device
+from vocalsep.default_model import stream_default
 from vocalsep.loading import load_separator
 from vocalsep.separate import fit_length
 from vocalsep.streaming import StreamingCore, _Resampler
@@ -60,8 +61,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("input", nargs="?", default="-", help="raw PCM or WAV file, or - for stdin (default)")
     parser.add_argument("-o", "--out", help="- for raw PCM on stdout (the default without --output-device), "
                                               "or a .wav/.flac file")
-    parser.add_argument("--model", default="pretrained",
-                        help="pretrained (default), a checkpoint path, or a models:/ or runs:/ URI")
+    parser.add_argument("--model", default=None,
+                        help="pretrained-live (default: the shipped low-latency model), pretrained, a checkpoint "
+                             "path, or a models:/ or runs:/ URI")
     parser.add_argument("--format", choices=["f32le", "s16le", "wav"], default="f32le",
                         help="input format (raw PCM interleaved, or a WAV stream); default f32le")
     parser.add_argument("--rate", type=int, default=44100, help="raw input sample rate (default 44100)")
@@ -274,13 +276,14 @@ def _open_core(args: argparse.Namespace, stream_params: StreamParams, separate: 
 
     torch.set_num_threads(stream_params.threads)
     device = pick_device(separate.device, "separate.device")  # auto: CUDA when present, else CPU
-    model, model_rate = load_separator(args.model, device, tracking)
+    spec, why = (args.model, args.model) if args.model else stream_default()
+    model, model_rate = load_separator(spec, device, tracking)
     model = for_separation(model, separate)  # CPU: ONNX Runtime where it is faster (separate.runtime)
     stride = int(getattr(model, "stride", 1))
     block = max(stride, round(stream_params.block_seconds * model_rate / stride) * stride)
     core = StreamingCore(model, chunk_samples=block, overlap_samples=0, batch_size=1, device=device)
     plan = _plan(core, block, model_rate)
-    _announce(plan, args.model, model_rate)
+    _announce(plan, why, model_rate)
     _warm_up(core, plan.block)  # the first call allocates and picks kernels: not on the live clock
     return core, model_rate, plan
 
@@ -315,8 +318,19 @@ def _open_ends(args: argparse.Namespace, block: int, model_rate: int) -> _Ends:
 class _Tally:
     timings: list[float] = field(default_factory=list)
     underruns: int = 0
+    slow: int = 0  # blocks whose compute took longer than the block lasts
     read: int = 0
     written: int = 0
+
+
+def _warn_slow(tally: _Tally, block_seconds: float) -> None:
+    """Say once that a block took longer to separate than it lasts: live, this machine falls behind."""
+    if not tally.slow:
+        print(f"vocalsep stream: warning: a {1000 * block_seconds:.0f} ms block took "
+              f"{1000 * tally.timings[-1]:.0f} ms to separate; live, this machine cannot keep up (use a lighter "
+              "model such as pretrained-live, fewer threads elsewhere, or a longer stream.block_seconds)",
+              file=sys.stderr, flush=True)
+    tally.slow += 1
 
 
 def _pump(core: StreamingCore, ends: _Ends, model_rate: int, playback: float, pace: bool, live: bool) -> _Tally:
@@ -331,6 +345,8 @@ def _pump(core: StreamingCore, ends: _Ends, model_rate: int, playback: float, pa
         began = time.perf_counter()
         vocals = up(core.push(down(samples).T).T)
         tally.timings.append(time.perf_counter() - began)
+        if tally.timings[-1] > samples.shape[0] / rate:
+            _warn_slow(tally, samples.shape[0] / rate)
         if vocals.shape[0]:
             if live and time.perf_counter() > start + tally.written / rate + playback:
                 tally.underruns += 1  # a player that started `playback` after the input would have run dry
@@ -352,7 +368,7 @@ def _report(args: argparse.Namespace, plan: _Plan, model_rate: int, ends: _Ends,
             "block_compute_ms": {"p50": round(1000 * float(np.percentile(per_block, 50)), 2),
                                  "p99": round(1000 * float(np.percentile(per_block, 99)), 2),
                                  "max": round(1000 * float(per_block.max()), 2)},
-            "realtime": live, "underruns": tally.underruns if live else None,
+            "realtime": live, "underruns": tally.underruns if live else None, "slow_blocks": tally.slow,
             "input_device": args.input_device, "output_device": args.output_device,
             "input_overflows": ends.device_input.overflows if ends.device_input else None,
             "output_underflows": ends.device_out.underflows if ends.device_out else None,
@@ -379,7 +395,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.list_devices:
             print(_sounddevice().query_devices())
             return 0
-        params = load_params(args.params) if args.params.exists() else None
+        # a --params file named but absent is an error; only the default may be absent
+        params = load_params(args.params) if args.params.exists() or args.params != DEFAULT_PARAMS else None
         stream_params = params.stream if params else StreamParams()
         separate = params.separate if params else SeparateParams(device="cpu")
         report = run(args, stream_params, separate, params.tracking if params else None)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -193,3 +194,54 @@ def test_devices_without_portaudio_say_what_to_install(tmp_path):
         assert done.returncode == 2, done.stderr
         assert "PortAudio library not found" in done.stderr
         assert "pip install 'vocalsep[live]'" in done.stderr and "libportaudio2" in done.stderr
+
+
+class _SlowCore:
+    """A stand-in core that takes 30 ms per block and returns what it got (timing only)."""
+
+    def push(self, block):
+        time.sleep(0.03)
+        return block
+
+    def finish(self):
+        return np.zeros((2, 0), np.float32)
+
+
+class _Sink:
+    def __init__(self):
+        self.frames = 0
+
+    def write(self, vocals):
+        self.frames += vocals.shape[0]
+
+
+def test_stream_warns_once_when_blocks_take_longer_than_they_last(capsys):
+    from vocalsep import stream_cli
+
+    blocks = [np.zeros((160, 2), np.float32)] * 5  # 10 ms blocks at 16 kHz, 30 ms of compute each
+    ends = stream_cli._Ends(iter(blocks), _Sink(), 16000, None, None)
+    tally = stream_cli._pump(_SlowCore(), ends, 16000, playback=0.05, pace=False, live=False)
+    err = capsys.readouterr().err
+    assert tally.slow == 5 and err.count("cannot keep up") == 1 and "10 ms block took" in err
+    fast = stream_cli._pump(_SlowCore(), stream_cli._Ends(iter([np.zeros((1600, 2), np.float32)]), _Sink(), 16000,
+                                                          None, None), 16000, 0.05, False, False)
+    assert fast.slow == 0 and "cannot keep up" not in capsys.readouterr().err
+
+
+def test_stream_refuses_a_params_file_that_does_not_exist(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "vocalsep.cli", "stream", "--params", str(tmp_path / "typo.yaml"),
+                           "--seconds", "1"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 2 and "typo.yaml" in done.stderr
+
+
+def test_stream_defaults_to_the_shipped_live_model_and_says_so_when_it_is_absent(tmp_path, monkeypatch):
+    from vocalsep.default_model import stream_default
+
+    monkeypatch.setenv("VOCALSEP_PRETRAINED_LIVE", str(tmp_path / "none"))
+    spec, why = stream_default()
+    assert spec == "pretrained" and "no " in why and "pretrained-live" in why
+    monkeypatch.delenv("VOCALSEP_PRETRAINED_LIVE")
+    spec, why = stream_default()
+    from vocalsep.pretrained import live_dir
+
+    assert spec == ("pretrained-live" if (live_dir() / "vocalsep-base.json").is_file() else "pretrained")
