@@ -37,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--workspace", type=Path, default=Path("."), help="the DVC workspace that trained it")
     parser.add_argument("--checkpoint", help="relative to --workspace (default: its paths.best_checkpoint)")
     parser.add_argument("--out", type=Path, default=Path("pretrained"), help="folder of the shipped model")
+    parser.add_argument("--live", action="store_true",
+                        help="the low-latency model (pretrained-live/): its card says so and its lookahead")
     parser.add_argument("--quality", type=Path, help="benchmarks/results/quality.json to quote in the card")
     parser.add_argument("--command", default=COMMAND, help="how it was trained, for the card and the config")
     parser.add_argument("--machine", default=f"{platform.machine()}, {torch.get_num_threads()} CPU threads",
@@ -119,16 +121,38 @@ def training_lines(config: dict[str, Any], ckpt: dict[str, Any], workspace: Path
     ]
 
 
+def _heading(config: dict[str, Any]) -> list[str]:
+    """Title and use: the base model, or (with `lookahead_ms` in its config) the low-latency one."""
+    if config.get("lookahead_ms") is not None:
+        return ["# vocalsep low-latency model (pretrained-live)", "",
+                f"`{config['class']}` with {config['parameters']:,} parameters, {config['sample_rate']} Hz stereo in "
+                f"and out, looking {config['lookahead_ms']:.0f} ms ahead (STFT, fold and frame alignment included).",
+                f"Weights: `{WEIGHTS_NAME}` (safetensors); config that rebuilds the module: `{CONFIG_NAME}`.",
+                "`vocalsep stream` uses it by default (latency = block + lookahead); elsewhere pass "
+                "`--model pretrained-live`. For files the offline base model (`pretrained`) separates better.", ""]
+    return ["# vocalsep base model", "",
+            f"`{config['class']}` with {config['parameters']:,} parameters, {config['sample_rate']} Hz stereo in and out.",
+            f"Weights: `{WEIGHTS_NAME}` (safetensors); config that rebuilds the module: `{CONFIG_NAME}`.",
+            "Use it with `vocalsep separate song.mp3 -o stems/ --model pretrained`; fine-tune it with "
+            "`train.init: pretrained`.", ""]
+
+
+def lookahead_ms(ckpt: dict[str, Any]) -> float:
+    """How far the checkpoint's model looks ahead, in ms: its right context rounded up to its frame stride."""
+    from vocalsep.model.checkpoint import checkpoint_sample_rate, model_from_state
+
+    model = model_from_state(ckpt)
+    stride = int(getattr(model, "stride", 1))
+    ahead = -(-int(model.context[1]) // stride) * stride
+    return 1000.0 * ahead / checkpoint_sample_rate(ckpt)
+
+
 def model_card(config: dict[str, Any], ckpt: dict[str, Any], workspace: Path, quality: Path | None,
                machine: str, command: str = COMMAND) -> str:
     params = ckpt.get("params") or {}
     spec = workspace / ((params.get("corpus") or {}).get("spec") or "sources/debian-corpus.yaml")
     lines = [
-        "# vocalsep base model", "",
-        f"`{config['class']}` with {config['parameters']:,} parameters, {config['sample_rate']} Hz stereo in and out.",
-        f"Weights: `{WEIGHTS_NAME}` (safetensors); config that rebuilds the module: `{CONFIG_NAME}`.",
-        "Use it with `vocalsep separate song.mp3 -o stems/ --model pretrained`; fine-tune it with "
-        "`train.init: pretrained`.", "",
+        *_heading(config),
         "## Training data", "",
         "Real recordings from pinned Debian (bookworm) packages, set `train` of "
         f"`{spec.name}`: speech and sung exclamations as acapellas (short files joined with natural pauses), "
@@ -156,8 +180,9 @@ def model_card(config: dict[str, Any], ckpt: dict[str, Any], workspace: Path, qu
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     ckpt = load_checkpoint(args.workspace / (args.checkpoint or workspace_paths(args.workspace).best_checkpoint))
+    extra = {"lookahead_ms": round(lookahead_ms(ckpt), 1)} if args.live else {}
     config_path = export_pretrained(ckpt, args.out, trained_with=args.command,
-                                    val_si_sdr=ckpt.get("val_si_sdr"))
+                                    val_si_sdr=ckpt.get("val_si_sdr"), **extra)
     config = json.loads(config_path.read_text())
     card = model_card(config, ckpt, args.workspace, args.quality, args.machine, args.command)
     (args.out / "MODEL_CARD.md").write_text(card)

@@ -27,3 +27,24 @@ def test_augment_summary_lists_what_fires():
             "voice_alone": 0.1, "music_alone": 0.0}
     assert augment_summary(data) == "pitch_shift 0.3, reverb 0.25, voice_alone 0.1"
     assert augment_summary({"augment": {"pitch_shift": 0.0}}) == "none"
+
+
+def test_a_live_checkpoint_is_published_with_its_lookahead_and_a_card_that_says_so():
+    import torch
+
+    from vocalsep.model import HybridVocNet
+    from vocalsep.publish import _heading, lookahead_ms
+
+    kwargs = {"filters": 8, "skip_filters": 8, "layers": 4, "layers_per_stack": 4, "n_fft": 1024, "hop": 256,
+              "wave_filters": 8, "wave_stride": 64}
+    def ckpt(ahead: int) -> dict:
+        model = HybridVocNet(**kwargs, lookahead_frames=ahead)
+        return {"class": "HybridVocNet", "kwargs": {**kwargs, "lookahead_frames": ahead},
+                "state": model.state_dict(), "params": {"audio": {"sample_rate": 44100}}}
+
+    torch.manual_seed(0)
+    live, offline = lookahead_ms(ckpt(0)), lookahead_ms(ckpt(-1))
+    assert 20 < live < 60 < offline  # STFT and fold: tens of ms; centred blocks: far more
+    heading = "\n".join(_heading({"class": "HybridVocNet", "parameters": 1000, "sample_rate": 44100,
+                                  "lookahead_ms": live}))
+    assert "low-latency" in heading and f"{live:.0f} ms ahead" in heading and "vocalsep stream" in heading
