@@ -73,7 +73,8 @@ def spectrogram_figure(name: str, panels: list[tuple[str, np.ndarray]], rate: in
     """Log-power spectrograms (channel mean) stacked one per panel."""
     figure = Figure(figsize=(10, 6.5), layout="constrained")
     for ax, (title, audio) in zip(figure.subplots(len(panels), 1, sharex=True), panels):
-        ax.specgram(audio.mean(axis=0), NFFT=1024, noverlap=768, Fs=rate, cmap="magma", vmin=-140)
+        with np.errstate(divide="ignore"):  # silent bins: log10(0) = -inf, drawn at vmin
+            ax.specgram(audio.mean(axis=0), NFFT=1024, noverlap=768, Fs=rate, cmap="magma", vmin=-140)
         ax.set_facecolor("black")  # digital silence is -inf dB: drawn as the floor, not as a white hole
         ax.set_title(f"{name}: {title}")
         ax.set_ylabel("Hz")

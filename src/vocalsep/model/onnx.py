@@ -40,8 +40,18 @@ def export_onnx_graph(model: nn.Module, path: Path, length: int, traced: bool = 
                               output_names=[OUTPUT], dynamic_axes={INPUT: axes, OUTPUT: axes})
         return
     dims = {0: torch.export.Dim("batch", min=1), 2: torch.export.Dim("samples", min=2)}
-    torch.onnx.export(model, example, str(path), dynamo=True, input_names=[INPUT], output_names=[OUTPUT],
-                      dynamic_shapes={INPUT: dims}, verbose=False)
+    # the exporter logs "torchvision is not installed" once per torchvision op it could register, and
+    # torch.export warns about its own LeafSpec: neither concerns this model
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+            torch.onnx.export(model, example, str(path), dynamo=True, input_names=[INPUT], output_names=[OUTPUT],
+                              dynamic_shapes={INPUT: dims}, verbose=False)
+    finally:
+        registration.setLevel(level)
 
 
 def check_lengths(model: nn.Module) -> tuple[int, int]:
