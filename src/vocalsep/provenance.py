@@ -29,6 +29,7 @@ import yaml
 
 from vocalsep.config import DEFAULT_PARAMS, Params, ParamsError, PathsParams, cli_params
 from vocalsep.errors import VocalsepError
+from vocalsep.sources import read_downloads  # the download records live with the manifests
 
 FILE_NAME = "provenance.json"
 ARTIFACT = "provenance"  # the pyfunc artifact key (and the served model's param)
@@ -53,14 +54,6 @@ def data_hash(paths: PathsParams, lock: Path = Path("dvc.lock")) -> str:
     if any(not outs.get(folder) for folder in data):
         return "unknown"
     return hashlib.md5("\n".join(f"{folder}:{outs[folder]}" for folder in data).encode()).hexdigest()
-
-
-def read_downloads(path: Path) -> dict[str, dict]:
-    """The download stage's records (`params.paths.downloads`) by source id; {} when absent."""
-    if not path.is_file():
-        return {}
-    records = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
-    return {r["id"]: r for r in records if isinstance(r, dict) and "id" in r}
 
 
 def pipeline_sources(params: Params) -> list[dict[str, Any]]:

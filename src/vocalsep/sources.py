@@ -9,6 +9,7 @@ manifest's folder; `resolve_url` turns it into an absolute `file:///` URL.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,3 +123,11 @@ def load_sources(path: str | Path) -> list[Source]:
         first_seen[source.url] = number
         sources.append(source)
     return sources
+
+
+def read_downloads(path: Path) -> dict[str, dict]:
+    """The download stage's records (`params.paths.downloads`) by source id; {} when absent."""
+    if not path.is_file():
+        return {}
+    records = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    return {r["id"]: r for r in records if isinstance(r, dict) and "id" in r}

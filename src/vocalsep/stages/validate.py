@@ -29,7 +29,7 @@ import pandas as pd
 
 from vocalsep.config import Params
 from vocalsep.errors import StageError
-from vocalsep.provenance import read_downloads
+from vocalsep.sources import read_downloads
 from vocalsep.sources import ROLES
 from vocalsep.stages._cli import run_stage
 from vocalsep.stages import MANIFEST_COLUMNS
