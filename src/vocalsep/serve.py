@@ -35,7 +35,6 @@ import logging
 import math
 import os
 import sys
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,10 +224,9 @@ class Guard:
             self.running.release()
 
     async def _call(self, scope: Scope, body: bytes, send: Send) -> None:
-        from vocalsep.separate import _DEADLINE
+        from vocalsep.separate import deadline
 
         timeout = self.limits.serve.timeout_seconds
-        token = _DEADLINE.set(time.monotonic() + timeout)  # copied into the model's worker thread
         sent = {"started": False}
         replayed = False
 
@@ -240,13 +238,12 @@ class Guard:
             return {"type": "http.request", "body": body, "more_body": False}
 
         try:
-            await asyncio.wait_for(self.app(scope, replay, _scrubbed(send, sent)), timeout=timeout)
+            with deadline(timeout):  # the context is copied into the model's worker thread
+                await asyncio.wait_for(self.app(scope, replay, _scrubbed(send, sent)), timeout=timeout)
         except (asyncio.TimeoutError, TimeoutError):
             if not sent["started"]:
                 raise RequestError(504, "TIMEOUT", f"separation took longer than serve.timeout_seconds "
                                    f"({timeout:g} s) and was stopped; send a shorter excerpt") from None
-        finally:
-            _DEADLINE.reset(token)
 
 
 def _scrubbed(send: Send, sent: dict[str, bool]) -> Send:

@@ -51,7 +51,7 @@ from vocalsep.devices import pick_device
 from vocalsep.default_model import stream_default
 from vocalsep.loading import load_separator
 from vocalsep.separate import fit_length
-from vocalsep.streaming import StreamingCore, _Resampler
+from vocalsep.streaming import StreamingCore, Resampler
 
 FORMATS = {"f32le": ("<f4", 4), "s16le": ("<i2", 2)}
 
@@ -159,7 +159,17 @@ def _reader(args: argparse.Namespace) -> tuple[BinaryIO, int, int, str]:
         raise VocalsepError(f"{args.input}: not a PCM WAV stream ({err}); use --format f32le or s16le for raw PCM")
     if header.getsampwidth() != 2 or header.getnchannels() not in (1, 2):
         raise VocalsepError(f"{args.input}: WAV must be 16-bit mono or stereo; convert it or send raw f32le")
-    return header._file, header.getframerate(), header.getnchannels(), "s16le"  # noqa: SLF001 - at the data chunk
+    return _WaveFrames(header), header.getframerate(), header.getnchannels(), "s16le"
+
+
+class _WaveFrames:
+    """A WAV stream's sample bytes, read through `wave`'s public `readframes` (whole frames)."""
+
+    def __init__(self, header: wave.Wave_read) -> None:
+        self.header, self.frame = header, header.getsampwidth() * header.getnchannels()
+
+    def read(self, size: int) -> bytes:
+        return self.header.readframes(max(1, size // self.frame))
 
 
 def _blocks(stream: BinaryIO, frames: int, channels: int, fmt: str) -> Iterator[np.ndarray]:
@@ -336,7 +346,7 @@ def _warn_slow(tally: _Tally, block_seconds: float) -> None:
 def _pump(core: StreamingCore, ends: _Ends, model_rate: int, playback: float, pace: bool, live: bool) -> _Tally:
     """Every input block through the core to the writer; `pace` holds a file source to its real-time clock."""
     rate, tally = ends.rate, _Tally()
-    down, up = _Resampler(rate, model_rate, 2), _Resampler(model_rate, rate, 2)
+    down, up = Resampler(rate, model_rate, 2), Resampler(model_rate, rate, 2)
     start = time.perf_counter()
     for samples in ends.source:
         tally.read += samples.shape[0]

@@ -224,7 +224,7 @@ def _ffmpeg_blocks(path: Path, frames: int) -> tuple[int, int, Iterator[np.ndarr
     return rate, 2, blocks()
 
 
-class _Resampler:
+class Resampler:
     """soxr's streaming resampler, or a pass-through at equal rates."""
 
     def __init__(self, rate_in: int, rate_out: int, channels: int):
@@ -290,7 +290,7 @@ def stream_file(model: nn.Module, model_rate: int, params: SeparateParams, path:
     rate, channels, blocks = audio_blocks(path, frames)
     fmt.check_rate(rate, str(path))
     core = streaming_core(model, model_rate, params)
-    down, up = _Resampler(rate, model_rate, 2), _Resampler(model_rate, rate, 2)
+    down, up = Resampler(rate, model_rate, 2), Resampler(model_rate, rate, 2)
     stems = _StemFiles(vocals_path, accompaniment_path, rate, 1 if channels == 1 else 2, fmt)
     try:
         for block in blocks:

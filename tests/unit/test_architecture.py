@@ -150,3 +150,15 @@ def test_flows_import_the_normal_way_from_any_folder(tmp_path, module):
                          env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert Path(out.stdout.strip()).resolve() == (ROOT / (module.replace(".", "/") + ".py")).resolve()
+
+
+def test_no_module_imports_another_modules_private_name():
+    """`from vocalsep.x import _y` reaches into x's internals: make the name public or add an API."""
+    modules = _modules()
+    crossing = []
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module in modules and node.module != name:
+                crossing += [f"{name}: from {node.module} import {a.name}" for a in node.names
+                             if a.name.startswith("_") and not a.name.startswith("__")]
+    assert crossing == []
