@@ -17,10 +17,10 @@ def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
     channels are treated as one signal. `si_sdr_batch` of a batch of one.
     """
     s, e = _pair(reference, estimate)
-    return float(si_sdr_batch(torch.from_numpy(s)[None], torch.from_numpy(e)[None])[0])
+    return float(si_sdr_batch(reference=torch.from_numpy(s)[None], estimate=torch.from_numpy(e)[None])[0])
 
 
-def si_sdr_batch(reference: torch.Tensor, estimate: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
+def si_sdr_batch(*, reference: torch.Tensor, estimate: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
     """SI-SDR in dB per example, channels flattened: `(batch, ...)` twice -> `(batch,)` float64.
 
     The one definition of SI-SDR here: evaluation, validation during training

@@ -14,7 +14,7 @@ from vocalsep.training.losses import LOSSES, SI_SDR_EPS, l1_loss, l1_stft_loss, 
 
 
 def si_sdr(estimate, target):
-    return si_sdr_batch(target, estimate, eps=SI_SDR_EPS).float()
+    return si_sdr_batch(reference=target, estimate=estimate, eps=SI_SDR_EPS).float()
 
 
 def test_si_sdr_is_scale_invariant_and_ranks_estimates():

@@ -47,7 +47,7 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: to
     vocals = vocals.to(device, non_blocking=True)
     with autocast(device, train.amp):
         estimate = model(mixture)
-    loss = LOSSES[train.loss](estimate.float(), vocals)
+    loss = LOSSES[train.loss](estimate=estimate.float(), target=vocals)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if train.grad_clip > 0:
@@ -75,4 +75,4 @@ def validate(model: nn.Module, mixture: torch.Tensor, vocals: torch.Tensor, batc
              device: torch.device, amp: bool) -> dict[str, float]:
     """Mean L1 and mean SI-SDR (dB) of the model on the fixed validation mixtures `(n, 2, samples)`."""
     estimate = predict(model, mixture, batch_size, device, amp)
-    return {"l1": float(l1_loss(estimate, vocals)), "si_sdr": float(si_sdr_batch(vocals, estimate, eps=SI_SDR_EPS).mean())}
+    return {"l1": float(l1_loss(estimate, vocals)), "si_sdr": float(si_sdr_batch(reference=vocals, estimate=estimate, eps=SI_SDR_EPS).mean())}

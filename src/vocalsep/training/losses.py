@@ -70,7 +70,7 @@ def snr_stft_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def si_sdr_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Negative SI-SDR in dB, mean over the batch: scale-invariant, so the output level is left free."""
-    return -si_sdr_batch(target, estimate, eps=SI_SDR_EPS).float().mean()
+    return -si_sdr_batch(reference=target, estimate=estimate, eps=SI_SDR_EPS).float().mean()
 
 
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
