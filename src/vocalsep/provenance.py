@@ -77,9 +77,14 @@ def pipeline_sources(params: Params) -> list[dict[str, Any]]:
     return out
 
 
-def base_model_sources(spec: str | Path = "sources/debian-corpus.yaml") -> list[dict[str, Any]]:
-    """The shipped base model's sources: the corpus spec's packages with a `train` group."""
+def base_model_sources(spec: str | Path | None = None) -> list[dict[str, Any]]:
+    """The shipped base model's sources: the corpus spec's packages with a `train` group.
+
+    The spec is this checkout's `sources/debian-corpus.yaml` by default, wherever the command runs.
+    """
     from vocalsep.corpus import load_spec
+
+    spec = spec or Path(__file__).resolve().parents[2] / "sources" / "debian-corpus.yaml"
 
     out = []
     for package in load_spec(spec):
@@ -168,6 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "MLFLOW_TRACKING_URI wins when set)")
     args = parser.parse_args(argv)
     try:
+        cli_params(args.params)  # a --params file named but absent is refused, whatever the model
         document = load_for(args.model, args.params)
     except (ParamsError, VocalsepError) as err:
         print(f"vocalsep provenance: {err}", file=sys.stderr)

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from vocalsep.config import DEFAULT_PARAMS, ParamsError, ServeParams, load_params
+from vocalsep.config import DEFAULT_PARAMS, ParamsError, ServeParams, cli_params
 from vocalsep.errors import VocalsepError
 
 log = logging.getLogger("vocalsep.serve")
@@ -316,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parse_args(argv)
     try:
-        serve = load_params(args.params).serve if args.params.exists() else ServeParams()
+        serve = cli_params(args.params).serve  # a named file that is absent is an error; only params.yaml may be
         torch.set_num_threads(serve.threads)
         app = build_app(args.model_uri, serve)
     except (ParamsError, VocalsepError) as err:
