@@ -17,8 +17,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def pytest_collection_modifyitems(config, items):
+    """Speed tiers: everything under tests/e2e is `e2e` and `slow` (real servers and processes), so
+    `-m "not slow"` is the quick loop; `gpu` tests skip without CUDA."""
     import torch
 
+    e2e = REPO_ROOT / "tests" / "e2e"
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(e2e):
+            item.add_marker(pytest.mark.e2e)
+            item.add_marker(pytest.mark.slow)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device (none here)")
