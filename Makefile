@@ -1,6 +1,6 @@
 # Two commands from a fresh clone:
 #   make run    the whole pipeline (dvc repro) on the embedded demo corpus
-#   make test   the test suite
+#   make test   the lint (ruff, mypy), then the test suite
 SHELL := /bin/bash
 VENV ?= .venv
 PYTHON ?= python3
@@ -39,7 +39,11 @@ run: $(STAMP)
 	$(BIN)/dvc repro
 	@$(BIN)/vocalsep summary
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(BIN)/ruff check src flows tests benchmarks scripts
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest -q --timeout=1200 $(PYTEST_ARGS)
 
 clean-data:

@@ -79,7 +79,7 @@ def separate_batch(jobs: list[dict[str, Any]], out: str, settings: Settings, mod
     return results
 
 
-def _runner(dask_address: str | None, workers: int) -> DaskTaskRunner:
+def _runner(dask_address: str | None, workers: int) -> Any:  # a DaskTaskRunner (prefect-dask's typing lags Prefect's)
     if dask_address:
         return DaskTaskRunner(address=dask_address)
     return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})

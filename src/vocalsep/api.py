@@ -48,8 +48,10 @@ def parse_stems(stems: str | Iterable[str]) -> tuple[str, ...]:
 
 def override(params: SeparateParams, device: str | None, runtime: str | None = None) -> SeparateParams:
     """`params` with device and runtime overridden (by the command line or the caller)."""
-    params = dataclasses.replace(params, device=device) if device else params
-    return dataclasses.replace(params, runtime=runtime) if runtime else params
+    # device and runtime are plain strings here; the command line offers only SeparateParams' choices,
+    # and pick_device / for_separation name the field when a caller passes another
+    params = dataclasses.replace(params, device=device) if device else params  # type: ignore[arg-type]
+    return dataclasses.replace(params, runtime=runtime) if runtime else params  # type: ignore[arg-type]
 
 
 class Separator:
@@ -74,7 +76,8 @@ class Separator:
 
     def _init(self, torch_model: nn.Module) -> None:
         self.digest = model_digest(torch_model)  # the weights' identity, as the resume record keeps it
-        self._torch_model, self._runnable = torch_model, None
+        self._torch_model = torch_model
+        self._runnable: nn.Module | None = None
 
     @classmethod
     def from_model(cls, model: nn.Module, sample_rate: int, params: SeparateParams, spec: str = "model") -> Separator:

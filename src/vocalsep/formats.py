@@ -90,12 +90,13 @@ class OutputFormat:
     def soundfile_args(self) -> dict[str, Any]:
         """Keyword arguments of `soundfile.SoundFile(..., "w", ...)` for this format."""
         if self.format in ("wav", "flac"):
-            return {"format": self.format.upper(), "subtype": _SUBTYPE[(self.format, self.depth)]}
+            return {"format": self.format.upper(), "subtype": _SUBTYPE[(self.format, self.depth or 24)]}
+        kbps = self.kbps or DEFAULT_BITRATE[self.format]
         if self.format == "mp3":  # libsndfile: CBR bitrate = 320 - level * (320 - 32) at 32-48 kHz
-            level = min(1.0, max(0.0, (320 - self.kbps) / 288))
+            level = min(1.0, max(0.0, (320 - kbps) / 288))
             return {"format": "MP3", "subtype": "MPEG_LAYER_III", "bitrate_mode": "CONSTANT",
                     "compression_level": level}
-        return {"format": "OGG", "subtype": "VORBIS", "compression_level": 1.0 - vorbis_quality(self.kbps) / 10}
+        return {"format": "OGG", "subtype": "VORBIS", "compression_level": 1.0 - vorbis_quality(kbps) / 10}
 
     def prepare(self, block: np.ndarray) -> np.ndarray:
         """A block as it is written: clipped to full scale unless the format is float."""

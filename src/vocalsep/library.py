@@ -99,9 +99,10 @@ def find_inputs(specs: Sequence[str | Path], exclude: Path | None = None) -> tup
         inputs += [p for p in found if exclude is None or exclude not in p.resolve().parents]
         if not found:
             problems.append((spec, why))
-    seen: set[Path] = set()
-    unique = [p for p in inputs if not (p.resolve() in seen or seen.add(p.resolve()))]
-    return unique, problems
+    unique: dict[Path, Path] = {}
+    for path in inputs:
+        unique.setdefault(path.resolve(), path)  # each file once, at its first place
+    return list(unique.values()), problems
 
 
 def file_sha256(path: Path) -> str | None:
@@ -168,9 +169,10 @@ def job_for(path: Path, name: str, entry: dict | None) -> Job:
         stat = path.stat()
     except OSError:
         return Job(path, name, None)
-    same = (entry is not None and entry.get("input") == str(path.resolve()) and entry.get("bytes") == stat.st_size
-            and entry.get("mtime_ns") == stat.st_mtime_ns and entry.get("sha256"))
-    sha256 = entry["sha256"] if same else file_sha256(path)
+    known = entry or {}
+    same = (known.get("input") == str(path.resolve()) and known.get("bytes") == stat.st_size
+            and known.get("mtime_ns") == stat.st_mtime_ns and known.get("sha256"))
+    sha256 = known["sha256"] if same else file_sha256(path)
     return Job(path, name, sha256, stat.st_size, stat.st_mtime_ns)
 
 

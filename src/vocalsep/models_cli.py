@@ -30,7 +30,7 @@ SPEED_SECONDS = 10.0
 
 def shipped_models() -> list[dict[str, Any]]:
     """The shipped models present in this checkout, from their configs (no weights loaded)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in (PRETRAINED, PRETRAINED_LIVE):
         try:
             config = read_config(shipped_dir(name))

@@ -40,7 +40,7 @@ def base_model(tmp_path, monkeypatch) -> HybridVocNet:
 def champion(tmp_path: Path, monkeypatch, **sections) -> Path:
     """A VocNet checkpoint standing in for the registry's champion, trained with `sections` of params."""
     path = tmp_path / "champion.pt"
-    save_checkpoint(path, VocNet(filters=4, skip_filters=4, layers=2, layers_per_stack=2), 
+    save_checkpoint(path, VocNet(filters=4, skip_filters=4, layers=2, layers_per_stack=2),
                     {"filters": 4, "skip_filters": 4, "layers": 2, "layers_per_stack": 2},
                     params=params(**sections), git_sha="test")
     monkeypatch.setattr(default_model, "checkpoint_path", lambda spec, tracking=None: path)

@@ -53,6 +53,6 @@ def test_cli_reports_a_bad_params_file_in_one_line(tmp_path, capsys):
 
 def test_the_summarys_separate_command_is_the_readmes(tmp_params):
     readme = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text()
-    line = next(l for l in summary_lines(tmp_params) if l.startswith("Separate:"))
+    line = next(text for text in summary_lines(tmp_params) if text.startswith("Separate:"))
     command = line.removeprefix("Separate:").strip().split("   ")[0]
     assert command.startswith("vocalsep separate") and command in readme
