@@ -156,7 +156,8 @@ def model_card(config: dict[str, Any], ckpt: dict[str, Any], workspace: Path, qu
         "## Training data", "",
         "Real recordings from pinned Debian (bookworm) packages, set `train` of "
         f"`{spec.name}`: speech and sung exclamations as acapellas (short files joined with natural pauses), "
-        "game soundtracks as instrumentals. The development evaluation set (below) comes from other packages; "
+        "game soundtracks as instrumentals. The voices are speech, not singing: for songs with singing, "
+        "fine-tune it on acapellas (`train.init: pretrained`). The development evaluation set (below) comes from other packages; "
         "`drascula*` and `fillets-ng*` are reserved for independent evaluation and were never used.", "",
         *sources_table(spec), "",
         f"Licences: {'; '.join(sorted({p.license for p in load_spec(spec) if any(g.set == 'train' for g in p.groups)}))}."
