@@ -33,6 +33,31 @@ def registry_decision(record: dict) -> str:
             f"champion version {record.get('champion_version', '?')} ({_fmt(old)} dB)")
 
 
+def live_registry_lines(params: Params, record: dict | None) -> list[str]:
+    """The registry's champion now (not the last export's record), and whether the two differ."""
+    from vocalsep import registry
+    from vocalsep.errors import VocalsepError
+    from vocalsep.tracking import set_tracking_uri, tracking_uri
+
+    name, uri = params.export.registered_model, tracking_uri(params.tracking)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return [f"registry now: none yet ({uri} does not exist)"]  # reading would create an empty store
+    try:
+        set_tracking_uri(uri)
+        live = registry.version_by_alias(name, "champion")
+    except (VocalsepError, OSError) as err:
+        return [f"registry now: cannot be read ({str(err).splitlines()[0][:160]})"]
+    if live is None:
+        return [f"registry now: {name} has no champion"]
+    version, tags = live
+    origin = "the shipped base model" if tags.get("source") == "pretrained" else tags.get("trained_on", "")
+    line = f"registry now: champion is {name} version {version}" + (f" ({origin})" if origin else "")
+    recorded = (record or {}).get("champion_version")
+    if recorded is not None and str(recorded) != version:
+        line += f"; the workspace's last export recorded version {recorded} (the registry changed since)"
+    return [line]
+
+
 def summary_lines(params: Params) -> list[str]:
     """Human-readable lines: results per stage, eval medians, registry decision, next commands."""
     p = params.paths
@@ -60,6 +85,7 @@ def summary_lines(params: Params) -> list[str]:
     registry = _read_json(p.registry_record)  # the decision record (metrics/ holds its numbers)
     if registry:
         lines += ["", f"registry: {registry_decision(registry)}"]
+    lines += live_registry_lines(params, registry)
     name = params.export.registered_model
     lines += [
         "",

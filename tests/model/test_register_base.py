@@ -82,3 +82,30 @@ def test_vocalsep_models_lists_shipped_and_registered_models_and_the_default(par
                                                                ("models:/vocalsep/1", ["champion"])]
     assert all("shipped base model" in m["trained_on"] and m["class"] == "HybridVocNet" for m in registered)
     assert all(m["x_real_time"] > 0 for m in listed["models"] if not m.get("missing"))
+
+
+def test_summary_reads_the_registrys_champion_now_and_says_when_the_workspace_differs(params, tmp_path):
+    import json
+
+    from vocalsep.summary import summary_lines
+
+    register_base(params)  # version 1, champion
+    second = register_base(params)
+    registry.set_alias("vocalsep", "champion", second["version"])  # moved since the last export
+    params.paths.registry_record.parent.mkdir(parents=True, exist_ok=True)
+    params.paths.registry_record.write_text(json.dumps({"registered_model": "vocalsep", "version": "1",
+                                                        "decision": "champion", "champion_version": "1",
+                                                        "metric": "si_sdr", "new_metric": 1.0}))
+    text = "\n".join(summary_lines(params))
+    assert "registry now: champion is vocalsep version 2 (the shipped base model)" in text
+    assert "last export recorded version 1" in text
+
+
+def test_summary_creates_no_store_where_there_is_none(tmp_path):
+    import dataclasses
+
+    from vocalsep.summary import live_registry_lines
+
+    base = Params()
+    none = dataclasses.replace(base, tracking=TrackingParams(uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db"))
+    assert "none yet" in live_registry_lines(none, None)[0] and not (tmp_path / "mlruns").exists()
