@@ -44,6 +44,7 @@ import numpy as np
 
 from vocalsep.config import DEFAULT_PARAMS, ParamsError, ServeParams, cli_params
 from vocalsep.errors import VocalsepError
+from vocalsep.provenance import learned_from_demo_only
 
 log = logging.getLogger("vocalsep.serve")
 
@@ -155,6 +156,7 @@ class Guard:
 
     def __init__(self, app: Callable, limits: Limits):
         self.app, self.limits = app, limits
+        self.learned_from = "unknown"
         self.running = asyncio.Semaphore(limits.serve.workers)
         self.waiting = 0
 
@@ -280,8 +282,12 @@ async def _answer(send: Send, status: int, payload: dict[str, Any], headers: dic
     await send({"type": "http.response.body", "body": body})
 
 
-def build_app(model_uri: str, serve: ServeParams) -> Guard:
-    """Load the pyfunc from the registry, build MLflow's scoring app for it, put the Guard in front."""
+def build_app(model_uri: str, serve: ServeParams, allow_demo: bool = False) -> Guard:
+    """Load the pyfunc from the registry, build MLflow's scoring app for it, put the Guard in front.
+
+    A model that learned only from the synthetic demo corpus is refused unless `allow_demo`: it says
+    little about real voices, and `make run`'s champion is one.
+    """
     import mlflow
     from mlflow.pyfunc import scoring_server
 
@@ -293,9 +299,16 @@ def build_app(model_uri: str, serve: ServeParams) -> Guard:
     if config is None:
         raise VocalsepError(f"{model_uri}: not a vocalsep model (no serving config); serve a model the "
                             "export stage registered")
+    origin = getattr(separator, "provenance", None)
+    if learned_from_demo_only(origin) and not allow_demo:
+        raise VocalsepError(f"{model_uri}: learned only from the synthetic demo corpus, which says little about real "
+                            "voices; serve the shipped base model (vocalsep register-base, then -m "
+                            "models:/vocalsep/VERSION; vocalsep models lists them) or pass --allow-demo")
     names = tuple(p.name for p in (model.metadata.get_params_schema() or []))
     limits = Limits.for_model(config.sample_rate, config.max_seconds, names, serve)
-    return Guard(scoring_server.init(model), limits)
+    guard = Guard(scoring_server.init(model), limits)
+    guard.learned_from = (origin or {}).get("trained_on") or "unknown (registered without provenance)"
+    return guard
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -305,6 +318,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("-m", "--model-uri", required=True, help="models:/vocalsep@champion, models:/NAME/VERSION, runs:/...")
     parser.add_argument("-h", "--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     parser.add_argument("-p", "--port", type=int, default=5000, help="port (default 5000)")
+    parser.add_argument("--allow-demo", action="store_true",
+                        help="serve a model that learned only from the synthetic demo corpus (refused otherwise)")
     parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS,
                         help="params file for the serve section (default: params.yaml; defaults if absent)")
     return parser.parse_args(argv)
@@ -318,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         serve = cli_params(args.params).serve  # a named file that is absent is an error; only params.yaml may be
         torch.set_num_threads(serve.threads)
-        app = build_app(args.model_uri, serve)
+        app = build_app(args.model_uri, serve, args.allow_demo)
     except (ParamsError, VocalsepError) as err:
         print(f"vocalsep serve: {err}", file=sys.stderr)
         return 2
@@ -327,6 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "and MLFLOW_TRACKING_URI", file=sys.stderr)
         return 2
     limits = app.limits
+    print(f"vocalsep serve: {args.model_uri}, which learned from {app.learned_from}", file=sys.stderr)
     print(f"vocalsep serve: {args.model_uri} on http://{args.host}:{args.port} "
           f"(body <= {limits.max_body_bytes} bytes, <= {limits.max_seconds:g} s of audio, "
           f"{serve.workers} worker(s) x {serve.threads} thread(s), queue {serve.queue}, "

@@ -95,7 +95,7 @@ def test_the_pipeline_tracks_registers_and_promotes_on_the_postgres_server(pipel
 
     # vocalsep serve answers from the server's registry like the separation core
     process, port = start_server(f"models:/{NAME}@champion", mlflow_server, repo,
-                                 command=["vocalsep", "serve", "--params", str(repo / "params.yaml")])
+                                 command=["vocalsep", "serve", "--params", str(repo / "params.yaml"), "--allow-demo"])
     try:
         mixture, rate = sf.read(repo / "data/testset/track_00/mixture.flac", dtype="float32", frames=8820)
         status, answer = post(port, {"inputs": mixture.tolist()})
