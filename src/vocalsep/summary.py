@@ -91,7 +91,7 @@ def summary_lines(params: Params) -> list[str]:
         "",
         f"MLflow UI:  mlflow ui --backend-store-uri {params.tracking.uri}",
         f"Serve:      MLFLOW_TRACKING_URI={params.tracking.uri} vocalsep serve -m models:/{name}@champion -p 5001"
-        "   (request limits; docs/serving.md)",
+        "   (request limits; --allow-demo for a demo-trained champion; docs/serving.md)",
         f"            MLFLOW_TRACKING_URI={params.tracking.uri} "
         f"mlflow models serve -m models:/{name}@champion --env-manager local -p 5001   (no limits)",
         "Separate:   vocalsep separate song.mp3 -o stems/   (a folder or several files: see README)",
