@@ -17,6 +17,7 @@ from vocalsep.config import TrackingParams
 from vocalsep.errors import VocalsepError
 from vocalsep.loading import checkpoint_path, load_separator, model_from_checkpoint
 from vocalsep.model import load_checkpoint
+from vocalsep.tracking import tracking_uri
 from vocalsep.pretrained import CONFIG_NAME, PRETRAINED, PRETRAINED_LIVE, live_dir
 
 DEFAULT_MODEL = "auto"
@@ -42,6 +43,10 @@ def default_choice(tracking: TrackingParams | None = None) -> tuple[str, str, di
 
     Reads the registry's champion (its checkpoint, to see what it learned from); loads no model.
     """
+    uri = tracking_uri(tracking or TrackingParams())
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        why = f"the registry has no champion yet ({uri} does not exist)"  # reading it would create a store
+        return PRETRAINED, f"pretrained (the shipped base model, trained on real recordings): {why}", None
     try:
         ckpt = load_checkpoint(checkpoint_path(CHAMPION, tracking), map_location="cpu")
     except VocalsepError as err:

@@ -44,7 +44,16 @@ def champion(tmp_path: Path, monkeypatch, **sections) -> Path:
                     {"filters": 4, "skip_filters": 4, "layers": 2, "layers_per_stack": 2},
                     params=params(**sections), git_sha="test")
     monkeypatch.setattr(default_model, "checkpoint_path", lambda spec, tracking=None: path)
+    store = tmp_path / "mlflow.db"
+    store.touch()  # a registry exists (its champion is the checkpoint above)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
     return path
+
+
+def test_no_store_means_the_base_model_and_none_is_created(base_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    spec, why, _ = default_model.default_choice()
+    assert spec == "pretrained" and "no champion" in why and not (tmp_path / "mlruns").exists()
 
 
 def test_no_champion_falls_back_to_the_base_model_and_says_why(base_model, monkeypatch):
