@@ -21,6 +21,7 @@ the low-latency model's offline real-time factor.
 Usage: python benchmarks/separate.py [--params params.yaml] [--out benchmarks/results/separate.json]
        [--memory-seconds 30 120 600] [--speed-seconds 20] [--seed-seconds 0.5]
        python benchmarks/separate.py --only-stream [--stream-minutes 1 10 60] [--live-checkpoint PATH]
+       python benchmarks/separate.py --only-live --live-checkpoint pretrained-live
 """
 
 from __future__ import annotations
@@ -248,13 +249,26 @@ def main() -> int:
     parser.add_argument("--stream-minutes", type=float, nargs="+", default=STREAM_MINUTES)
     parser.add_argument("--live-params", default="params-live.yaml")
     parser.add_argument("--live-seconds", type=float, default=60.0)
-    parser.add_argument("--live-checkpoint", help="a trained low-latency checkpoint (default: random weights)")
+    parser.add_argument("--live-checkpoint", help="a trained low-latency checkpoint or model spec such as "
+                                                  "pretrained-live (default: random weights)")
+    parser.add_argument("--only-live", action="store_true",
+                        help="run only the live stream row (with --live-checkpoint) and merge it into --out")
     args = parser.parse_args()
     if args.memory_probe is not None:
         print(json.dumps(memory_probe(args.params, args.memory_probe)))
         return 0
     torch.set_num_threads(THREADS)
     params = load_params(args.params)
+    if args.only_live:
+        import tempfile
+
+        result = json.loads(args.out.read_text()) if args.out.exists() else {}
+        with tempfile.TemporaryDirectory(prefix="vocalsep-live-bench-") as tmp:
+            result["live_stream"] = live_stream(args.live_params, args.live_seconds, Path(tmp), args.live_checkpoint)
+        result["live_stream"]["model_spec"] = args.live_checkpoint or "random weights"
+        result["live_stream"]["load_average_1min"] = round(os.getloadavg()[0], 2)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        return 0
     if args.only_stream:
         import tempfile
 
