@@ -22,15 +22,20 @@ def _fmt(value: object) -> str:
 
 
 def registry_decision(record: dict) -> str:
-    """One sentence: which version won, on which metric, against which champion."""
+    """One sentence: which version won, on which metric, against the champion and the shipped base model."""
     name, version, metric = record.get("registered_model", "?"), record.get("version", "?"), record.get("metric", "?")
     new, old = record.get("new_metric"), record.get("champion_metric")
-    previous = record.get("previous_champion_version")
+    previous, base = record.get("previous_champion_version"), record.get("base_version")
+    rivals = [f"version {previous} ({_fmt(old)} dB)"] if previous else []
+    if base is not None and base != previous:
+        rivals.append(f"the shipped base model, version {base} ({_fmt(record.get('base_metric'))} dB)")
     if record.get("decision") == "champion":
-        against = f"beats version {previous} ({_fmt(old)} dB)" if previous else "no champion before it"
+        against = f"beats {' and '.join(rivals)}" if rivals else "no champion before it"
         return f"{name} version {version} is now champion: {metric} {_fmt(new)} dB, {against}"
-    return (f"{name} version {version} is challenger: {metric} {_fmt(new)} dB does not beat "
-            f"champion version {record.get('champion_version', '?')} ({_fmt(old)} dB)")
+    holder = record.get("champion_version", "?")
+    held = (f"the shipped base model, version {holder} ({_fmt(record.get('base_metric'))} dB)" if holder == base
+            else f"champion version {holder} ({_fmt(old)} dB)")
+    return f"{name} version {version} is challenger: {metric} {_fmt(new)} dB does not beat {held}"
 
 
 def live_registry_lines(params: Params, record: dict | None) -> list[str]:
@@ -58,6 +63,19 @@ def live_registry_lines(params: Params, record: dict | None) -> list[str]:
     return [line]
 
 
+def evaluation_lines(evaluation: dict | None) -> list[str]:
+    """The test set's medians and the oracle's, from eval.json (nothing when it is absent)."""
+    if not evaluation:
+        return []
+    medians = ", ".join(f"{k} {_fmt(evaluation[k])} dB" for k in ("sdr", "si_sdr", "si_sdri", "mixture_sdr")
+                        if k in evaluation)
+    lines = ["", f"test set medians over {evaluation.get('tracks', '?')} tracks: {medians}"]
+    if evaluation.get("irm_si_sdr") is not None:
+        lines.append(f"ideal-ratio-mask oracle (the target to beat): si_sdr {_fmt(evaluation['irm_si_sdr'])} dB, "
+                     f"sdr {_fmt(evaluation.get('irm_sdr'))} dB")
+    return lines
+
+
 def summary_lines(params: Params) -> list[str]:
     """Human-readable lines: results per stage, eval medians, registry decision, next commands."""
     p = params.paths
@@ -74,14 +92,7 @@ def summary_lines(params: Params) -> list[str]:
     for label, where in places:
         mark = "ok " if Path(where).exists() else "-- "
         lines.append(f"  {mark}{label:<18} {where}")
-    evaluation = _read_json(p.eval_metrics)
-    if evaluation:
-        medians = ", ".join(f"{k} {_fmt(evaluation[k])} dB" for k in ("sdr", "si_sdr", "si_sdri", "mixture_sdr")
-                            if k in evaluation)
-        lines += ["", f"test set medians over {evaluation.get('tracks', '?')} tracks: {medians}"]
-        if evaluation.get("irm_si_sdr") is not None:
-            lines.append(f"ideal-ratio-mask oracle (the target to beat): si_sdr {_fmt(evaluation['irm_si_sdr'])} dB, "
-                         f"sdr {_fmt(evaluation.get('irm_sdr'))} dB")
+    lines += evaluation_lines(_read_json(p.eval_metrics))
     registry = _read_json(p.registry_record)  # the decision record (metrics/ holds its numbers)
     if registry:
         lines += ["", f"registry: {registry_decision(registry)}"]
