@@ -356,6 +356,7 @@ class ExportParams:
     registered_model: str = "vocalsep"
     metric: Literal["si_sdr", "sdr", "si_sdri"] = "si_sdr"
     onnx: bool = True
+    base: bool = True
     max_seconds: float = ranged(600.0, gt=0, unit="seconds")
     tolerance: float = 1e-4
 

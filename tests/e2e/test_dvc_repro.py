@@ -152,13 +152,20 @@ def test_summary_prints_medians_decision_and_serve_command(repro):
 
 
 def test_pipeline_champion_answers_http_like_the_separation_core(repro):
-    """Trained, evaluated, exported and promoted by dvc repro; served by a real `mlflow models serve`."""
+    """Trained, evaluated, exported and promoted by dvc repro against the shipped base model (registered by
+    export as version 1, scored on the same test set); the better one is served by a real `mlflow models serve`."""
+    from vocalsep.pretrained import load_pretrained
+
     repo, _ = repro
     registry = json.loads((repo / "models/export/registry.json").read_text())
-    assert (registry["decision"], registry["champion_version"]) == ("champion", registry["version"])
+    assert (registry["base_version"], registry["version"]) == ("1", "2")
+    eval_metric = json.loads((repo / "metrics/eval.json").read_text())[registry["metric"]]
+    assert registry["new_metric"] == pytest.approx(eval_metric) and np.isfinite(registry["base_metric"])
+    won = registry["new_metric"] > registry["base_metric"]
+    assert (registry["decision"], registry["champion_version"]) == (("champion", "2") if won else ("challenger", "1"))
     mixture, rate = sf.read(repo / "data/testset/track_00/mixture.flac", dtype="float32", frames=22050)
     params = load_params(repo / "params.yaml")
-    model = load_model(repo / "models/checkpoints/best.pt")
+    model = load_model(repo / "models/checkpoints/best.pt") if won else load_pretrained(repo / "pretrained")[0]
     expected = separate_with_params(model, mixture.T, rate, params.separate).T
     process, port = start_server("models:/vocalsep@champion", f"sqlite:///{repo}/mlruns/mlflow.db", repo)
     try:

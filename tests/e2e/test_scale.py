@@ -62,7 +62,9 @@ def mlflow_server(cluster, tmp_path_factory):
 @pytest.fixture(scope="module")
 def pipeline(mlflow_server, tmp_path_factory):
     """A tiny workspace after `dvc repro` with MLFLOW_TRACKING_URI pointing at the server."""
-    repo = make_tiny_repo(tmp_path_factory.mktemp("scale") / "repo")
+    # the pipeline's own models only: the base model as a contender is tested on SQLite (test_dvc_repro,
+    # tests/model/test_base_contender.py); here the store is what is under test
+    repo = make_tiny_repo(tmp_path_factory.mktemp("scale") / "repo", {"export": {"base": False}})
     started = time.monotonic()
     run(["dvc", "repro"], repo, env=venv_env({"MLFLOW_TRACKING_URI": mlflow_server}))
     print(f"dvc repro against MLflow on PostgreSQL: {time.monotonic() - started:.0f} s")

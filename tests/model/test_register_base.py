@@ -16,28 +16,33 @@ from vocalsep.model import HybridVocNet
 from vocalsep.pretrained import export_pretrained
 from vocalsep.registry import checkpoint_from_uri
 from vocalsep.loading import load_separator
-from vocalsep.stages.export import register_base
+from vocalsep.base_model import register_base
 
 TINY = {"filters": 8, "skip_filters": 8, "layers": 2, "layers_per_stack": 2, "kernel_size": 3,
         "n_fft": 256, "hop": 64, "wave_filters": 4, "wave_stride": 16}
 
 
-@pytest.fixture
-def params(tmp_path, mlflow_db, monkeypatch) -> Params:
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    torch.manual_seed(0)
+def ship_tiny_base(folder: Path, seed: int, monkeypatch) -> None:
+    """A tiny HybridVocNet published as the shipped base model in `folder` (VOCALSEP_PRETRAINED)."""
+    torch.manual_seed(seed)
     model = HybridVocNet(**TINY).eval()
     values = params_to_dict(Params())
     export_pretrained({"class": "HybridVocNet", "kwargs": TINY, "state": model.state_dict(),
-                       "params": {**values, "audio": {"sample_rate": 16000}}}, tmp_path / "pretrained")
-    monkeypatch.setenv("VOCALSEP_PRETRAINED", str(tmp_path / "pretrained"))
+                       "params": {**values, "audio": {"sample_rate": 16000}}}, folder)
+    monkeypatch.setenv("VOCALSEP_PRETRAINED", str(folder))
+
+
+@pytest.fixture
+def params(tmp_path, mlflow_db, monkeypatch) -> Params:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    ship_tiny_base(tmp_path / "pretrained", 0, monkeypatch)
     base = Params()
     return dataclasses.replace(
         base, tracking=TrackingParams(uri=f"sqlite:///{mlflow_db}", artifacts=str(tmp_path / "art"), experiment="t"),
         paths=dataclasses.replace(base.paths, export=str(tmp_path / "export")))
 
 
-def test_an_empty_registry_gets_the_base_model_as_champion(params):
+def test_an_empty_registry_gets_the_base_model_as_champion(params, monkeypatch):
     first = register_base(params)
     assert (first["decision"], first["version"], first["champion_version"]) == ("champion", "1", "1")
     version, tags = registry.version_by_alias("vocalsep", "champion")
@@ -50,7 +55,10 @@ def test_an_empty_registry_gets_the_base_model_as_champion(params):
     mixture = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 2, 3000)).astype(np.float32))
     with torch.inference_mode():
         assert rate == base_rate == 16000 and torch.equal(served(mixture), base(mixture))
-    second = register_base(params)
+    again = register_base(params)  # the same weights are not registered twice
+    assert (again["decision"], again["version"], again["champion_version"]) == ("already registered", "1", "1")
+    ship_tiny_base(Path(params.paths.export).parent / "pretrained-2", 1, monkeypatch)
+    second = register_base(params)  # new base weights: a new version; the champion stays
     assert (second["decision"], second["version"], second["champion_version"]) == ("registered", "2", "1")
     assert registry.version_by_alias("vocalsep", "champion")[0] == "1"
 
@@ -70,6 +78,7 @@ def test_vocalsep_models_lists_shipped_and_registered_models_and_the_default(par
     assert empty["default"]["spec"] == "pretrained" and "no champion" in empty["default"]["why"]
 
     register_base(params)
+    ship_tiny_base(tmp_path / "pretrained-2", 1, monkeypatch)
     register_base(params)
     assert models_cli.main([]) == 0
     text = capsys.readouterr().out
@@ -84,12 +93,13 @@ def test_vocalsep_models_lists_shipped_and_registered_models_and_the_default(par
     assert all(m["x_real_time"] > 0 for m in listed["models"] if not m.get("missing"))
 
 
-def test_summary_reads_the_registrys_champion_now_and_says_when_the_workspace_differs(params, tmp_path):
+def test_summary_reads_the_registrys_champion_now_and_says_when_the_workspace_differs(params, tmp_path, monkeypatch):
     import json
 
     from vocalsep.summary import summary_lines
 
     register_base(params)  # version 1, champion
+    ship_tiny_base(tmp_path / "pretrained-2", 1, monkeypatch)
     second = register_base(params)
     registry.set_alias("vocalsep", "champion", second["version"])  # moved since the last export
     params.paths.registry_record.parent.mkdir(parents=True, exist_ok=True)

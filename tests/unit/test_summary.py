@@ -23,6 +23,16 @@ def test_challenger_decision_says_champion_stays():
     line = registry_decision(record(decision="challenger", champion_version="2", new_metric=3.0))
     assert "version 3 is challenger" in line and "champion version 2 (4.50 dB)" in line
 
+def test_the_shipped_base_model_is_named_among_the_rivals_and_as_holder():
+    won = registry_decision(record(base_version="1", base_metric=4.75))
+    assert "beats version 2 (4.50 dB) and the shipped base model, version 1 (4.75 dB)" in won
+    held = registry_decision(record(decision="challenger", champion_version="1", base_version="1", base_metric=6.0,
+                                    new_metric=3.0))
+    assert "does not beat the shipped base model, version 1 (6.00 dB)" in held
+    first = registry_decision(record(version="2", champion_version="2", champion_metric=None,
+                                     previous_champion_version=None, base_version="1", base_metric=1.0))
+    assert "beats the shipped base model, version 1 (1.00 dB)" in first
+
 def test_summary_marks_missing_outputs_and_reads_metrics(tmp_params):
     metrics = tmp_params.paths.metrics
     lines = "\n".join(summary_lines(tmp_params))

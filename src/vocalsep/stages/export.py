@@ -4,47 +4,46 @@ Reads `<paths.checkpoints>/best.pt` and `<paths.metrics>/eval.json`; writes
 `<paths.export>/{model.ts,model.onnx,serving.json,registry.json}` (the last:
 the decision record, with its text fields) and `<paths.metrics>/registry.json`
 (its numbers only, for `dvc metrics show`: version, champion_version,
-promoted 1/0, new_metric, champion_metric). The pyfunc (the separation core around the
+promoted 1/0, new_metric, champion_metric, base_metric). The pyfunc (the separation core around the
 checkpoint, `vocalsep.serving.VocalSeparator`, logged as code from
 `vocalsep/served_model.py`, so the model folder holds no pickle) is logged in the training run
-when it is still in the store, registered as a new version of
-`export.registered_model`, and given the alias `champion` only when its
-`export.metric` beats the current champion's; otherwise `challenger`.
+when it is still in the store, and registered as a new version of `export.registered_model`.
+
+Promotion: the current champion and the shipped base model (registered on the
+first export, `vocalsep.stages.base`) are scored on the current test set; the
+new version takes the alias `champion` only when its `export.metric` beats
+both. Otherwise it is `challenger`, and the better of the two holds the
+champion alias (the base takes it from a weaker champion).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
-import tempfile
 from collections.abc import Sequence
-from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-import vocalsep
 from vocalsep import provenance, registry, tracking
 from vocalsep.config import Params
 from vocalsep.errors import StageError
-from vocalsep.model import load_checkpoint, load_model, save_checkpoint
+from vocalsep.model import load_checkpoint, load_model
 from vocalsep.model.checkpoint import checkpoint_sample_rate
 from vocalsep.model.onnx import check_lengths, compare_graph, export_onnx_graph
 from vocalsep.registry import CHALLENGER, CHAMPION, beats_champion, checkpoint_from_uri
-from vocalsep.serving import AUDIO_PARAM, CHANNELS, CHECKPOINT_ARTIFACT, CONFIG_ARTIFACT, ServingConfig
+from vocalsep.serving import CHANNELS
+from vocalsep import base_model as base
 from vocalsep.stages._cli import run_stage
+from vocalsep.pyfunc import log_model, model_tags
 from vocalsep.scoring import score_testset, summarize, testset_hash
 
 log = logging.getLogger(__name__)
-TESTSET_TAG = "testset_hash"  # version tag: the test set its metrics were measured on
-
-# What the served model imports (vocalsep's own code ships with it): pinned to this environment.
-SERVING_DISTRIBUTIONS = ("torch", "numpy", "soundfile", "soxr", "safetensors", "mlflow", "pyloudnorm", "pyyaml", "tqdm",
-                         "imageio-ffmpeg")
+TESTSET_TAG = base.TESTSET_TAG  # version tag: the test set its metrics were measured on
 
 
 def export_torchscript(model: nn.Module, path: Path, tolerance: float) -> float:
@@ -87,17 +86,6 @@ def read_eval_metrics(path: Path, metric: str) -> dict[str, float]:
     return numbers
 
 
-def pip_requirements() -> list[str]:
-    """Exact installed versions of what the served model imports."""
-    return [f"{name}=={installed_version(name)}" for name in SERVING_DISTRIBUTIONS]
-
-
-def input_example(sample_rate: int) -> np.ndarray:
-    """50 ms of quiet seeded noise, `(samples, 2)` float32: small enough to store in the MLmodel folder."""
-    rng = np.random.default_rng(0)
-    return (0.1 * rng.standard_normal((sample_rate // 20, CHANNELS))).astype(np.float32)
-
-
 def champion_score(params: Params, testset: str) -> tuple[tuple[str, float] | None, bool]:
     """The current champion's (version, metric) on THIS test set, and whether it had to be re-scored.
 
@@ -125,51 +113,35 @@ def champion_score(params: Params, testset: str) -> tuple[tuple[str, float] | No
     return (version, score), True
 
 
+def holder(champion: tuple[str, float] | None, base_score: tuple[str, float] | None) -> tuple[str, float] | None:
+    """Who holds the title before the newcomer plays: the better of the champion and the base model on the
+    current test set (a NaN score loses to a finite one; a tie keeps the champion)."""
+    contenders = [c for c in (champion, base_score) if c is not None]
+    if not contenders:
+        return None
+    return max(contenders, key=lambda c: c[1] if math.isfinite(c[1]) else -math.inf)
+
+
 def promote(registered_model: str, version: str, metric: str, new_metric: float,
-            champion: tuple[str, float] | None) -> dict[str, Any]:
-    """Apply the promotion rule to a fresh `version` against `champion` (version, metric on the same
-    test set); returns the decision record (see registry.json)."""
-    champion_metric = None if champion is None else champion[1]
-    if beats_champion(new_metric, champion_metric):
+            champion: tuple[str, float] | None, base_score: tuple[str, float] | None = None) -> dict[str, Any]:
+    """Apply the promotion rule to a fresh `version` against `champion` and the base model (each
+    (version, metric on the same test set), or None); returns the decision record (see registry.json)."""
+    best = holder(champion, base_score)
+    if beats_champion(new_metric, None if best is None else best[1]):
         registry.set_alias(registered_model, CHAMPION, version)
         decision, champion_version = "champion", version
     else:
         registry.set_alias(registered_model, CHALLENGER, version)
-        decision, champion_version = "challenger", champion[0] if champion else None
+        decision, champion_version = "challenger", best[0] if best else None
+        if best is not None and (champion is None or champion[0] != best[0]):
+            registry.set_alias(registered_model, CHAMPION, best[0])  # the base takes the title
     return {"registered_model": registered_model, "version": version, "champion_version": champion_version,
-            "decision": decision, "metric": metric, "new_metric": new_metric, "champion_metric": champion_metric,
+            "decision": decision, "metric": metric, "new_metric": new_metric,
+            "champion_metric": None if champion is None else champion[1],
+            "base_version": None if base_score is None else base_score[0],
+            "base_metric": None if base_score is None else base_score[1],
             "previous_champion_version": champion[0] if champion else None,
             "model_uri": f"models:/{registered_model}/{version}"}
-
-
-def log_model(params: Params, checkpoint: Path, sample_rate: int, provenance_file: Path) -> str:
-    """Log the served pyfunc around `checkpoint` (and what it learned from) in the active run; returns its URI."""
-    serving = ServingConfig.from_params(params, sample_rate)
-    Path(params.paths.export).mkdir(parents=True, exist_ok=True)
-    config_path = serving.write(Path(params.paths.export) / "serving.json")
-    return registry.log_pyfunc_model(
-        str(Path(vocalsep.__file__).parent / "served_model.py"),  # models from code: nothing pickled
-        artifacts={CHECKPOINT_ARTIFACT: str(checkpoint), CONFIG_ARTIFACT: str(config_path),
-                   provenance.ARTIFACT: str(provenance_file)},
-        signature=registry.serving_signature(CHANNELS, (AUDIO_PARAM, provenance.ARTIFACT)),
-        input_example=input_example(params.audio.sample_rate),
-        pip_requirements=pip_requirements(),
-        code_paths=[str(Path(vocalsep.__file__).parent)],
-    )
-
-
-def model_tags(ckpt: dict[str, Any]) -> dict[str, Any]:
-    """What `vocalsep models` shows of a version without downloading it: class, size, what it learned from."""
-    from vocalsep.default_model import trained_on_demo_only
-
-    values = ckpt.get("params") or {}
-    if trained_on_demo_only(ckpt):
-        origin = "the synthetic demo corpus only"
-    else:
-        sources = (values.get("download") or {}).get("sources", "?")
-        origin = f"{sources} (corpus set {(values.get('corpus') or {}).get('set', 'none')})"
-    parameters = sum(int(t.numel()) for t in ckpt["state"].values() if hasattr(t, "numel"))
-    return {"class": ckpt.get("class", "?"), "parameters": parameters, "trained_on": origin}
 
 
 def register(params: Params, checkpoint: Path, metrics: dict[str, float], lock: Path) -> dict[str, Any]:
@@ -184,61 +156,17 @@ def register(params: Params, checkpoint: Path, metrics: dict[str, float], lock: 
     # the champion first: a registry that cannot be read stops here, before anything is logged or moved
     tracking.configure(params.tracking)
     champion, rescored = champion_score(params, testset)
+    base_score = base.contender(params, testset) if params.export.base else None
     with tracking.start_run(params.tracking, run_id=ckpt.get("mlflow_run_id"), run_name="export") as run_id:
         model_uri = log_model(params, checkpoint, checkpoint_sample_rate(ckpt), origin_file)
         name, metric = params.export.registered_model, params.export.metric
         version = registry.register_version(model_uri, name, tags)
-        record = {**promote(name, version, metric, float(metrics[metric]), champion),
+        record = {**promote(name, version, metric, float(metrics[metric]), champion, base_score),
                   "champion_rescored": rescored, "run_id": run_id, "logged_model_uri": model_uri}
         tracking.set_tags({f"registry.{k}": record[k] for k in ("version", "decision", "champion_version")})
-        tracking.log_metrics({f"registry.{k}": record[k] for k in ("new_metric", "champion_metric")
-                              if record[k] is not None})
+        tracking.log_metrics({f"registry.{k}": record[k] for k in ("new_metric", "champion_metric", "base_metric")
+                              if record[k] is not None and math.isfinite(record[k])})
     return record
-
-
-def register_base(params: Params) -> dict[str, Any]:
-    """Register the shipped base model as a version; it becomes `champion` only where there is none.
-
-    A fresh clone has an empty registry, so `mlflow models serve -m
-    models:/vocalsep@champion` has nothing to serve until this runs (or until
-    the pipeline exports a model). A champion that exists is never moved.
-    """
-    from vocalsep.pretrained import load_pretrained, read_config
-
-    model, rate = load_pretrained()
-    config = read_config()
-    name = params.export.registered_model
-    origin = provenance.load_for("pretrained")
-    with tempfile.TemporaryDirectory(prefix="vocalsep-base-") as tmp:
-        checkpoint = Path(tmp) / "base.pt"
-        save_checkpoint(checkpoint, model, config["kwargs"], params={"audio": {"sample_rate": rate}},
-                        git_sha=config.get("git_sha") or "unknown")
-        origin_file = provenance.write(origin, Path(tmp) / provenance.FILE_NAME)
-        with tracking.start_run(params.tracking, run_name="register-base") as run_id:
-            model_uri = log_model(params, checkpoint, rate, origin_file)
-            version = registry.register_version(model_uri, name, {"source": "pretrained",
-                                                                  **provenance.version_tags(origin),
-                                                                  "class": config["class"],
-                                                                  "parameters": config.get("parameters", "?")})
-    champion = registry.version_by_alias(name, CHAMPION)
-    if champion is None:
-        registry.set_alias(name, CHAMPION, version)
-        decision = "champion"
-    else:
-        decision = "registered"
-    return {"registered_model": name, "version": version, "decision": decision, "run_id": run_id,
-            "champion_version": version if champion is None else champion[0]}
-
-
-def register_base_main(argv: Sequence[str] | None = None) -> int:
-    """`vocalsep register-base [--params FILE]`: the base model into the registry (champion if none)."""
-    def body(params: Params) -> None:
-        record = register_base(params)
-        print(f"register-base: {record['registered_model']} version {record['version']} -> {record['decision']}; "
-              f"champion is version {record['champion_version']}")
-
-    body.__doc__ = register_base_main.__doc__
-    return run_stage("register-base", body, argv, prog="vocalsep register-base")
 
 
 def registry_metrics(record: dict[str, Any]) -> dict[str, float | int]:
@@ -247,8 +175,10 @@ def registry_metrics(record: dict[str, Any]) -> dict[str, float | int]:
                                        "promoted": int(record["decision"] == "champion")}
     if record.get("champion_version") is not None:
         numbers["champion_version"] = int(record["champion_version"])
-    for key in ("new_metric", "champion_metric"):
-        if record.get(key) is not None:
+    if record.get("base_version") is not None:
+        numbers["base_version"] = int(record["base_version"])
+    for key in ("new_metric", "champion_metric", "base_metric"):
+        if record.get(key) is not None and math.isfinite(record[key]):
             numbers[key] = float(record[key])
     return numbers
 
@@ -268,8 +198,11 @@ def export(params: Params, lock: Path = Path("dvc.lock")) -> dict[str, Any]:
     Path(params.paths.metrics).mkdir(parents=True, exist_ok=True)
     params.paths.registry_metrics.write_text(json.dumps(registry_metrics(record), indent=2) + "\n")
     champion = "none" if record["champion_metric"] is None else f"{record['champion_metric']:.3f}"
+    against = f"champion {champion}"
+    if record.get("base_metric") is not None:
+        against += f", base model (version {record['base_version']}) {record['base_metric']:.3f}"
     print(f"export: {params.export.registered_model} version {record['version']} "
-          f"{params.export.metric} {record['new_metric']:.3f} vs champion {champion} -> "
+          f"{params.export.metric} {record['new_metric']:.3f} vs {against} -> "
           f"{record['decision']}; champion is version {record['champion_version']}")
     return record
 

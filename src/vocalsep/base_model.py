@@ -1,0 +1,139 @@
+"""The shipped base model in the registry: registered once (tagged `source: pretrained` with the digest of its
+weights and its provenance), scored on the current test set, and a contender in every promotion.
+
+The export stage calls `contender` before it registers a new version, so a
+candidate becomes champion only when it beats both the current champion and
+the base model on the same test set (`export.base: false` leaves the base out).
+`vocalsep register-base` puts the base model into a registry that export has
+not touched, and makes it champion where there is none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from vocalsep import provenance, registry, tracking
+from vocalsep.config import Params
+from vocalsep.model import load_checkpoint, save_checkpoint
+from vocalsep.registry import CHAMPION
+from vocalsep.scoring import score_testset, summarize
+from vocalsep.stages._cli import run_stage
+from vocalsep.pyfunc import log_model
+
+log = logging.getLogger(__name__)
+SOURCE_TAG, SOURCE = "source", "pretrained"  # the tag that marks a version as the shipped base model
+DIGEST_TAG = "weights_sha256"  # which base model: the sha256 of its safetensors file
+TESTSET_TAG = "testset_hash"  # version tag: the test set its metrics were measured on (as export's)
+
+
+def weights_digest() -> str:
+    """sha256 of the shipped base model's weights file (pretrained/, or VOCALSEP_PRETRAINED)."""
+    from vocalsep.pretrained import WEIGHTS_NAME, pretrained_dir, read_config
+
+    read_config()  # a missing or broken pretrained/ is named with what to do
+    digest = hashlib.sha256()
+    with open(pretrained_dir() / WEIGHTS_NAME, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def find_base(name: str, digest: str) -> tuple[str, dict[str, str]] | None:
+    """The newest registered version of these base weights, `(version, tags)`, or None."""
+    for row in registry.list_versions(name):  # newest first
+        if row["tags"].get(SOURCE_TAG) == SOURCE and row["tags"].get(DIGEST_TAG) == digest:
+            return row["version"], row["tags"]
+    return None
+
+
+def write_base_checkpoint(folder: Path) -> tuple[Path, int]:
+    """The shipped base model as a training-format checkpoint in `folder`; returns (path, sample rate)."""
+    from vocalsep.pretrained import load_pretrained, read_config
+
+    model, rate = load_pretrained()
+    config = read_config()
+    checkpoint = folder / "base.pt"
+    save_checkpoint(checkpoint, model, config["kwargs"], params={"audio": {"sample_rate": rate}},
+                    git_sha=config.get("git_sha") or "unknown")
+    return checkpoint, rate
+
+
+def log_and_register(params: Params, checkpoint: Path, rate: int, extra_tags: dict[str, Any]) -> tuple[str, str]:
+    """Log the base model's pyfunc in a run of its own and register it; returns (version, run id)."""
+    from vocalsep.pretrained import read_config
+
+    config = read_config()
+    origin = provenance.load_for(SOURCE)
+    origin_file = provenance.write(origin, checkpoint.parent / provenance.FILE_NAME)
+    tags = {SOURCE_TAG: SOURCE, DIGEST_TAG: weights_digest(), **provenance.version_tags(origin),
+            "class": config["class"], "parameters": config.get("parameters", "?"), **extra_tags}
+    with tracking.start_run(params.tracking, run_name="register-base") as run_id:
+        model_uri = log_model(params, checkpoint, rate, origin_file, config_dir=checkpoint.parent)
+        version = registry.register_version(model_uri, params.export.registered_model, tags)
+    return version, run_id
+
+
+def score_base(checkpoint: Path, params: Params) -> float:
+    """The base model's `export.metric` on `<paths.testset>` (NaN when undefined)."""
+    score = summarize(score_testset(load_checkpoint(checkpoint), params, behaviour=False)[0])[params.export.metric]
+    return float("nan") if score is None else float(score)
+
+
+def contender(params: Params, testset: str) -> tuple[str, float]:
+    """The base model's (version, metric on THIS test set): registered if absent, scored if not yet on it."""
+    name, metric = params.export.registered_model, params.export.metric
+    found = find_base(name, weights_digest())
+    if found is not None and found[1].get(TESTSET_TAG) == testset:
+        return found[0], float(found[1].get(metric, "nan"))
+    with tempfile.TemporaryDirectory(prefix="vocalsep-base-") as tmp:
+        checkpoint, rate = write_base_checkpoint(Path(tmp))
+        log.info("scoring the shipped base model on the current test set")
+        score = score_base(checkpoint, params)
+        scored = {metric: score, "metric": metric, TESTSET_TAG: testset}
+        if found is None:
+            version, _ = log_and_register(params, checkpoint, rate, scored)
+            print(f"export: the shipped base model is registered as {name} version {version} (a contender)")
+            return version, score
+    registry.set_version_tags(name, found[0], scored)
+    return found[0], score
+
+
+def register_base(params: Params) -> dict[str, Any]:
+    """Register the shipped base model as a version; it becomes `champion` only where there is none.
+
+    A fresh clone has an empty registry, so `mlflow models serve -m
+    models:/vocalsep@champion` has nothing to serve until this runs (or until
+    the pipeline exports a model). A champion that exists is never moved; base
+    weights already registered are not registered twice.
+    """
+    name = params.export.registered_model
+    tracking.configure(params.tracking)
+    found = find_base(name, weights_digest())
+    run_id = None
+    if found is None:
+        with tempfile.TemporaryDirectory(prefix="vocalsep-base-") as tmp:
+            version, run_id = log_and_register(params, *write_base_checkpoint(Path(tmp)), {})
+    else:
+        version = found[0]
+    champion = registry.version_by_alias(name, CHAMPION)
+    if champion is None:
+        registry.set_alias(name, CHAMPION, version)
+    decision = "champion" if champion is None else ("registered" if found is None else "already registered")
+    return {"registered_model": name, "version": version, "decision": decision, "run_id": run_id,
+            "champion_version": version if champion is None else champion[0]}
+
+
+def register_base_main(argv: Sequence[str] | None = None) -> int:
+    """`vocalsep register-base [--params FILE]`: the base model into the registry (champion if none)."""
+    def body(params: Params) -> None:
+        record = register_base(params)
+        print(f"register-base: {record['registered_model']} version {record['version']} -> {record['decision']}; "
+              f"champion is version {record['champion_version']}")
+
+    body.__doc__ = register_base_main.__doc__
+    return run_stage("register-base", body, argv, prog="vocalsep register-base")
