@@ -20,8 +20,8 @@ install: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml scripts/vocalsep-venv-path.pth scripts/telemetry_pth.py $(TELEMETRY_ENV)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@# torch from pip (it finds the CPU build on this machine's disk); the rest through uv, pinned.
-	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "torch==2.13.0"
-	@$(BIN)/python -c "import uv" 2>/dev/null || $(BIN)/pip install -q "uv==0.13.8"
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -qq "torch==2.13.0"
+	@$(BIN)/python -c "import uv" 2>/dev/null || $(BIN)/pip install -qq "uv==0.13.8"
 	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	@# Tools called by path (.venv/bin/dvc repro, .venv/bin/mlflow models serve) run `python`, `vocalsep`...

@@ -286,7 +286,7 @@ def build_app(model_uri: str, serve: ServeParams, allow_demo: bool = False) -> G
     """Load the pyfunc from the registry, build MLflow's scoring app for it, put the Guard in front.
 
     A model that learned only from the synthetic demo corpus is refused unless `allow_demo`: it says
-    little about real voices, and `make run`'s champion is one.
+    little about real voices (`make run`'s trained model is one; its champion is the base model).
     """
     import mlflow
     from mlflow.pyfunc import scoring_server
@@ -302,8 +302,9 @@ def build_app(model_uri: str, serve: ServeParams, allow_demo: bool = False) -> G
     origin = getattr(separator, "provenance", None)
     if learned_from_demo_only(origin) and not allow_demo:
         raise VocalsepError(f"{model_uri}: learned only from the synthetic demo corpus, which says little about real "
-                            "voices; serve the shipped base model (vocalsep register-base, then -m "
-                            "models:/vocalsep/VERSION; vocalsep models lists them) or pass --allow-demo")
+                            "voices; serve the shipped base model (the export stage registers it; in a registry "
+                            "export never touched run vocalsep register-base; vocalsep models lists the versions), "
+                            "or pass --allow-demo")
     names = tuple(p.name for p in (model.metadata.get_params_schema() or []))
     limits = Limits.for_model(config.sample_rate, config.max_seconds, names, serve)
     guard = Guard(scoring_server.init(model), limits)

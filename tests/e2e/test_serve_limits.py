@@ -219,7 +219,7 @@ def test_memory_stays_bounded_after_every_case(server):
 
 
 def test_a_model_that_learned_only_from_the_demo_is_served_only_when_asked(server, tmp_path):
-    """`make run`'s champion heard only the synthetic demo: `vocalsep serve` refuses it without --allow-demo."""
+    """A model that heard only the synthetic demo (`make run`'s version 2): `vocalsep serve` refuses it without --allow-demo."""
     _, _, params, checkpoint, root = server
     downloads = Path(params.paths.downloads)
     kept = downloads.read_text() if downloads.is_file() else None
