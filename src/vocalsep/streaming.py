@@ -281,7 +281,7 @@ def stream_file(model: nn.Module, model_rate: int, params: SeparateParams, path:
                 fmt: OutputFormat | None = None) -> tuple[int, int]:
     """Separate `path` into stem files block by block; returns `(frames, rate)` written.
 
-    Same stems as reading the whole file (`vocalsep.separate_cli.separate_file`): stereo (or mono for a
+    Same stems as reading the whole file (`vocalsep.cli.separate.separate_file`): stereo (or mono for a
     mono input), at the input's rate and length, `vocals + accompaniment == mixture` (exactly in the
     float wav default). `fmt` (`vocalsep.formats.OutputFormat`) overrides `subtype`'s wav; a stem
     path of None skips that stem.

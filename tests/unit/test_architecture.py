@@ -89,8 +89,8 @@ def test_no_import_circle_among_the_project_modules():
 def test_the_separation_core_loads_nothing_and_knows_no_registry():
     modules = _modules()
     imported = _imports("vocalsep.separate", modules["vocalsep.separate"], modules)
-    assert not imported & {"vocalsep.loading", "vocalsep.registry", "vocalsep.serving", "vocalsep.tracking",
-                           "vocalsep.pretrained"}
+    assert not imported & {"vocalsep.loading", "vocalsep.registry", "vocalsep.serving.pyfunc", "vocalsep.tracking",
+                           "vocalsep.base_model.weights"}
 
 
 def test_a_stage_imports_no_other_stage():
@@ -119,7 +119,7 @@ def _bare_env() -> dict[str, str]:
 
 def test_importing_vocalsep_changes_no_environment(tmp_path):
     """MLflow's scoring server imports the served model's code: that must not rewrite its environment."""
-    script = ("import os, json; before = dict(os.environ); import vocalsep, vocalsep.serving, vocalsep.served_model; "
+    script = ("import os, json; before = dict(os.environ); import vocalsep, vocalsep.serving.pyfunc, vocalsep.serving.served_model; "
               "print(json.dumps(sorted(set(os.environ.items()) ^ set(before.items()))))")
     out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=_bare_env(), capture_output=True,
                          text=True, timeout=300, check=True)
@@ -127,7 +127,7 @@ def test_importing_vocalsep_changes_no_environment(tmp_path):
 
 
 def test_a_command_switches_telemetry_off_where_it_starts(tmp_path):
-    script = ("import os; from vocalsep import cli; cli.main(['summary', '--params', 'absent.yaml']); "
+    script = ("import os; from vocalsep.cli import main as cli; cli.main(['summary', '--params', 'absent.yaml']); "
               "print({k: os.environ.get(k) for k in " + repr(sorted(TELEMETRY_OFF)) + "})")
     out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=_bare_env(), capture_output=True,
                          text=True, timeout=300)

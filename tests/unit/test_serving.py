@@ -22,7 +22,7 @@ from vocalsep.errors import StageError, VocalsepError
 from vocalsep.model import VocNet, load_checkpoint, load_model, save_checkpoint
 from vocalsep.separate import separate_with_params
 from vocalsep.registry import beats_champion, checkpoint_from_uri
-from vocalsep.serving import AUDIO_PARAM, VOCALS_KEY, encode_wav
+from vocalsep.serving.pyfunc import AUDIO_PARAM, VOCALS_KEY, encode_wav
 from vocalsep.stages.export import (compare_graph, export_onnx, export_torchscript, read_eval_metrics,
                                     register)
 
@@ -350,7 +350,7 @@ def test_data_hash_follows_the_training_data_only(tmp_path):
 
 def test_a_long_upload_is_refused_from_its_header_before_decoding(monkeypatch):
     from vocalsep import audio
-    from vocalsep.serving import decode_audio
+    from vocalsep.serving.pyfunc import decode_audio
 
     def must_not_decode(*args, **kwargs):
         raise AssertionError("the whole file was decoded before its length was checked")

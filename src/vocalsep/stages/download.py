@@ -27,7 +27,7 @@ from vocalsep.corpus import sha256_file
 from vocalsep.env import ffmpeg_exe
 from vocalsep.errors import StageError
 from vocalsep.sources import ROLES, Source, file_url_path, load_sources, resolve_url
-from vocalsep.stages import repo_relative
+from vocalsep.contracts import repo_relative
 from vocalsep.stages._cli import run_stage
 
 log = logging.getLogger(__name__)

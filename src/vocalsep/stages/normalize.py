@@ -29,7 +29,7 @@ from tqdm import tqdm
 from vocalsep import audio
 from vocalsep.config import Params
 from vocalsep.errors import AudioError, StageError
-from vocalsep.stages import MANIFEST_COLUMNS, repo_relative
+from vocalsep.contracts import MANIFEST_COLUMNS, repo_relative
 from vocalsep.stages._cli import run_stage
 
 log = logging.getLogger(__name__)

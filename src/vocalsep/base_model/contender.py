@@ -23,7 +23,7 @@ from vocalsep.model import load_checkpoint, save_checkpoint
 from vocalsep.registry import CHAMPION
 from vocalsep.scoring import score_testset, summarize
 from vocalsep.stages._cli import run_stage
-from vocalsep.pyfunc import log_model
+from vocalsep.serving.register import log_model
 
 log = logging.getLogger(__name__)
 SOURCE_TAG, SOURCE = "source", "pretrained"  # the tag that marks a version as the shipped base model
@@ -33,7 +33,7 @@ TESTSET_TAG = "testset_hash"  # version tag: the test set its metrics were measu
 
 def weights_digest() -> str:
     """sha256 of the shipped base model's weights file (pretrained/, or VOCALSEP_PRETRAINED)."""
-    from vocalsep.pretrained import WEIGHTS_NAME, pretrained_dir, read_config
+    from vocalsep.base_model.weights import WEIGHTS_NAME, pretrained_dir, read_config
 
     read_config()  # a missing or broken pretrained/ is named with what to do
     digest = hashlib.sha256()
@@ -53,7 +53,7 @@ def find_base(name: str, digest: str) -> tuple[str, dict[str, str]] | None:
 
 def write_base_checkpoint(folder: Path) -> tuple[Path, int]:
     """The shipped base model as a training-format checkpoint in `folder`; returns (path, sample rate)."""
-    from vocalsep.pretrained import load_pretrained, read_config
+    from vocalsep.base_model.weights import load_pretrained, read_config
 
     model, rate = load_pretrained()
     config = read_config()
@@ -65,7 +65,7 @@ def write_base_checkpoint(folder: Path) -> tuple[Path, int]:
 
 def log_and_register(params: Params, checkpoint: Path, rate: int, extra_tags: dict[str, Any]) -> tuple[str, str]:
     """Log the base model's pyfunc in a run of its own and register it; returns (version, run id)."""
-    from vocalsep.pretrained import read_config
+    from vocalsep.base_model.weights import read_config
 
     config = read_config()
     origin = provenance.load_for(SOURCE)
