@@ -82,7 +82,7 @@ def base_model_sources(spec: str | Path | None = None) -> list[dict[str, Any]]:
 
     The spec is this checkout's `sources/debian-corpus.yaml` by default, wherever the command runs.
     """
-    from vocalsep.corpus import load_spec
+    from vocalsep.corpus.spec import load_spec
 
     spec = spec or Path(__file__).resolve().parents[2] / "sources" / "debian-corpus.yaml"
 

@@ -11,7 +11,7 @@ import torch
 
 from vocalsep import registry
 from vocalsep.config import Params, TrackingParams, params_to_dict
-from vocalsep.corpus import load_spec
+from vocalsep.corpus.spec import load_spec
 from vocalsep.model import HybridVocNet
 from vocalsep.base_model.weights import export_pretrained
 from vocalsep.registry import checkpoint_from_uri

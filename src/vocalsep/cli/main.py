@@ -18,7 +18,7 @@ COMMANDS = {
     "stream": ("vocalsep.cli.stream:main", "separate a live signal (pipe or file) block by block, bounded latency"),
     "serve": ("vocalsep.cli.serve:main", "serve a registered model behind request limits (MLflow's scoring app)"),
     "serve-flows": ("flows.serve:main", "serve the Prefect deployments from one process"),
-    "register-base": ("vocalsep.base_model.contender:register_base_main",
+    "register-base": ("vocalsep.cli.register_base:main",
                       "register the shipped base model; it becomes champion if the registry has none"),
     "publish-base": ("vocalsep.base_model.publish:main", "write a trained checkpoint as the shipped base model + model card"),
     "provenance": ("vocalsep.provenance:main",

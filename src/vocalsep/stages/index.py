@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from vocalsep.audio import ACTIVITY_BLOCK_SECONDS, block_rms_db
+from vocalsep.levels import ACTIVITY_BLOCK_SECONDS, block_rms_db
 from vocalsep.config import IndexParams, Params
 from vocalsep.errors import StageError
 from vocalsep.sources import ROLES
