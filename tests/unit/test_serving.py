@@ -359,3 +359,31 @@ def test_a_long_upload_is_refused_from_its_header_before_decoding(monkeypatch):
     long_wav = encode_wav(np.zeros((2, 3 * RATE), np.float32), RATE)
     with pytest.raises(MlflowException, match=r"audio_base64: 3\.0 s of audio is longer than the limit"):
         decode_audio(long_wav, max_seconds=1.0)
+
+
+@pytest.mark.slow
+def test_a_model_registered_before_the_serving_folder_still_loads(served, monkeypatch, tmp_path):
+    """Versions logged before `vocalsep/serving/` existed run `from vocalsep.serving import VocalSeparator`
+    from their entry file; in a process that has imported this vocalsep (as `vocalsep serve` has) it must load."""
+    import vocalsep
+    from vocalsep import provenance, registry, tracking
+    from vocalsep.serving.pyfunc import AUDIO_PARAM, CHANNELS, CHECKPOINT_ARTIFACT, CONFIG_ARTIFACT, ServingConfig
+    from vocalsep.serving.register import input_example
+
+    params, checkpoint, _, _ = served
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", params.tracking.uri)
+    old_entry = tmp_path / "served_model.py"
+    old_entry.write_text("from mlflow.models import set_model\n\nfrom vocalsep.serving import VocalSeparator\n\n"
+                         "set_model(VocalSeparator())\n")
+    origin = provenance.write(provenance.load_for("pretrained"), tmp_path / provenance.FILE_NAME)
+    config = ServingConfig.from_params(params, params.audio.sample_rate).write(tmp_path / "serving.json")
+    with tracking.start_run(params.tracking, run_name="old-layout"):
+        uri = registry.log_pyfunc_model(
+            str(old_entry), artifacts={CHECKPOINT_ARTIFACT: str(checkpoint), CONFIG_ARTIFACT: str(config),
+                                       provenance.ARTIFACT: str(origin)},
+            signature=registry.serving_signature(CHANNELS, (AUDIO_PARAM, provenance.ARTIFACT)),
+            input_example=input_example(params.audio.sample_rate), pip_requirements=[],
+            code_paths=[str(Path(vocalsep.__file__).parent)])
+    model = mlflow.pyfunc.load_model(uri)
+    mixture = noise(800)
+    assert model.predict(mixture).shape == mixture.shape
