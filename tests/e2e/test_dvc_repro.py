@@ -221,8 +221,8 @@ def test_evaluate_writes_a_listening_report_that_a_browser_loads_offline(repro):
     evaluation = json.loads((repo / "metrics/eval.json").read_text())
     assert f"<td>{evaluation['irm_si_sdr']:.2f}</td>" in text  # the oracle's median beside the model's
     checkpoint = __import__("torch").load(repo / "models/checkpoints/best.pt", weights_only=True)
-    mlflow.set_tracking_uri(f"sqlite:///{repo}/mlruns/mlflow.db")
-    logged = {a.path for a in mlflow.MlflowClient().list_artifacts(checkpoint["mlflow_run_id"], "report")}
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo}/mlruns/mlflow.db")  # no global URI left behind
+    logged = {a.path for a in client.list_artifacts(checkpoint["mlflow_run_id"], "report")}
     assert "report/index.html" in logged and "report/audio" in logged and "report/img" in logged
     if CHROMIUM is None:
         pytest.skip("headless Chromium not found (Debian: apt-get install chromium); the page was checked as text")
