@@ -111,8 +111,10 @@ def test_summary_reads_the_registrys_champion_now_and_says_when_the_workspace_di
     assert "last export recorded version 1" in text
 
 
-def test_summary_creates_no_store_where_there_is_none(tmp_path):
+def test_summary_creates_no_store_where_there_is_none(tmp_path, monkeypatch):
     import dataclasses
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the params' store, not one a caller chose
 
     from vocalsep.cli.summary import live_registry_lines
 
