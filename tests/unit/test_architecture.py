@@ -183,7 +183,7 @@ ROOMS = [
     ("serving", ["vocalsep.serving."]),
     ("promotion", ["vocalsep.base_model.contender"]),
     ("stages", ["vocalsep.stages."]),
-    ("commands", ["vocalsep.cli.", "vocalsep.base_model.publish"]),
+    ("commands", ["vocalsep.cli", "vocalsep.cli.", "vocalsep.base_model.publish"]),
     ("orchestration", ["flows."]),
 ]
 

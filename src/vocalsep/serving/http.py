@@ -41,7 +41,7 @@ from vocalsep.errors import VocalsepError
 from vocalsep.provenance import learned_from_demo_only
 from vocalsep.serving.limits import DRAIN_FACTOR, Limits, RequestError, check_body
 
-log = logging.getLogger("vocalsep.serving.http")
+log = logging.getLogger("vocalsep.serve")  # the command's name, as its log lines always read
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
