@@ -123,7 +123,7 @@ def run_loop(files: list[Path], out: Path, env: dict[str, str]) -> dict:
     """One `vocalsep separate FILE` process per file, one after another."""
     started, peaks, failed = time.monotonic(), [], 0
     for path in files:
-        result = timed([sys.executable, "-m", "vocalsep.cli", "separate", str(path), "-o", str(out / path.parent.name),
+        result = timed([sys.executable, "-m", "vocalsep.cli.main", "separate", str(path), "-o", str(out / path.parent.name),
                         "--model", "pretrained"], env)
         failed += result["returncode"] != 0
         peaks += worker_peaks(result)
@@ -140,7 +140,7 @@ def run_config(name: str, library: Path, work: Path, env: dict[str, str]) -> dic
                    "--workers", "2"]
     else:
         jobs = "2" if name.endswith("jobs2") else "1"
-        command = [sys.executable, "-m", "vocalsep.cli", "separate", str(library), "-o", str(out), "--model",
+        command = [sys.executable, "-m", "vocalsep.cli.main", "separate", str(library), "-o", str(out), "--model",
                    "pretrained", "--jobs", jobs]
     result = timed(command, env)
     result["worker_peak_rss_mib"] = worker_peaks(result)

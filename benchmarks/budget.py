@@ -49,7 +49,7 @@ from torch.utils.data import DataLoader
 from vocalsep.config import Params, load_params, params_from_dict, params_to_dict
 from vocalsep.data import MixtureDataset, read_index, validation_set
 from vocalsep.model.checkpoint import build_model, code_sha, model_kwargs, save_checkpoint
-from vocalsep.pretrained import init_from_pretrained
+from vocalsep.base_model.weights import init_from_pretrained
 from vocalsep.training.distributed import StepBatches
 from vocalsep.training.loop import lr_factor, make_optimizer, train_step, validate
 

@@ -25,7 +25,7 @@ import torch
 
 from vocalsep.config import load_params
 from vocalsep.model import load_checkpoint
-from vocalsep.pretrained import read_config
+from vocalsep.base_model.weights import read_config
 from vocalsep.scoring import score_testset, summarize
 
 LEARNING_RATES = {"scratch": 1e-3, "pretrained": 3e-4}

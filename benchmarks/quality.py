@@ -95,10 +95,12 @@ import numpy as np
 import torch
 import yaml
 
-from vocalsep.audio import (ACTIVITY_BLOCK_SECONDS, block_rms_db, integrated_loudness, normalize_loudness, read_audio, resample,
-                            to_stereo, write_audio)
+from vocalsep.audio import read_audio, resample, to_stereo, write_audio
+from vocalsep.levels import ACTIVITY_BLOCK_SECONDS, block_rms_db, integrated_loudness, normalize_loudness
 from vocalsep.config import Params, ParamsError, load_params
-from vocalsep.corpus import RESERVED, JoinParams, build_corpus, load_spec
+from vocalsep.corpus.build import build_corpus
+from vocalsep.corpus.join import JoinParams
+from vocalsep.corpus.spec import RESERVED, load_spec
 from vocalsep.errors import VocalsepError
 from vocalsep.loading import load_separator
 from vocalsep.metrics import ideal_ratio_mask, leak, level_spread, pass_through, si_sdr

@@ -206,7 +206,7 @@ def live_stream(live_params: str, seconds: float, folder: Path, checkpoint: str 
     sf.write(wav, 0.05 * np.random.default_rng(0).standard_normal((int(seconds * 44100), 2)), 44100,
              subtype="PCM_16")
     report = folder / "live.json"
-    subprocess.run([sys.executable, "-m", "vocalsep.cli", "stream", str(wav), "--format", "wav", "--realtime",
+    subprocess.run([sys.executable, "-m", "vocalsep.cli.main", "stream", str(wav), "--format", "wav", "--realtime",
                     "-o", str(folder / "live_vocals.wav"), "--model", checkpoint, "--params", live_params,
                     "--report", str(report)], check=True, capture_output=True)
     result = {"profile": live_params, "model": asdict(params.model), **json.loads(report.read_text())}

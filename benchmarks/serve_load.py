@@ -103,7 +103,7 @@ def _timed(call) -> float:
 
 
 def register_base(params_file: Path) -> str:
-    subprocess.run([sys.executable, "-m", "vocalsep.cli", "register-base", "--params", str(params_file)],
+    subprocess.run([sys.executable, "-m", "vocalsep.cli.main", "register-base", "--params", str(params_file)],
                    check=True, capture_output=True, text=True)
     return "models:/vocalsep@champion"
 
@@ -172,7 +172,7 @@ def main() -> int:
         print(f"offline core: {offline:.1f} audio-s per s ({base.serve.threads} threads)", file=sys.stderr)
 
         port, log = free_port(), folder / "serve.log"
-        command = [sys.executable, "-m", "vocalsep.cli", "serve", "-m", uri, "-h", "127.0.0.1", "-p", str(port),
+        command = [sys.executable, "-m", "vocalsep.cli.main", "serve", "-m", uri, "-h", "127.0.0.1", "-p", str(port),
                    "--params", str(params_file)]
         with log.open("w") as out:
             server = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

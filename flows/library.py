@@ -39,10 +39,10 @@ from vocalsep.config import DEFAULT_PARAMS, cli_params
 from vocalsep.default_model import DEFAULT_MODEL
 from vocalsep.env import disable_telemetry
 from vocalsep.formats import FORMATS, OutputFormat
-from vocalsep.pretrained import PRETRAINED
+from vocalsep.base_model.weights import PRETRAINED
 from vocalsep.library import (Failures, Job, Record, Settings, audio_seconds, cached_separator, find_inputs, plan,
                               separate_job, sweep_partial, worker_threads)
-from vocalsep.separate_cli import check_output_folder, output_names
+from vocalsep.cli.separate import check_output_folder, output_names
 
 ARTIFACT_KEY = "separate-library"
 ARTIFACT_ROWS = 200  # files listed in the artifact; the totals count all

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from vocalsep.config import load_params
-from vocalsep.demo import write_manifest
+from vocalsep.demo.corpus import write_manifest
 from vocalsep.env import TELEMETRY_OFF
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

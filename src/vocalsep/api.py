@@ -27,7 +27,7 @@ from vocalsep.config import DEFAULT_PARAMS, Params, SeparateParams, cli_params
 from vocalsep.default_model import resolve_model
 from vocalsep.errors import VocalsepError
 from vocalsep.formats import OutputFormat
-from vocalsep.pretrained import PRETRAINED
+from vocalsep.base_model.weights import PRETRAINED
 from vocalsep.runtime import for_separation, model_digest
 from vocalsep.separate import separate_at_rate
 from vocalsep.streaming import stream_file

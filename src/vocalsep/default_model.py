@@ -18,7 +18,7 @@ from vocalsep.errors import VocalsepError
 from vocalsep.loading import checkpoint_path, load_separator, model_from_checkpoint
 from vocalsep.model import load_checkpoint
 from vocalsep.tracking import tracking_uri
-from vocalsep.pretrained import CONFIG_NAME, PRETRAINED, PRETRAINED_LIVE, live_dir
+from vocalsep.base_model.weights import CONFIG_NAME, PRETRAINED, PRETRAINED_LIVE, live_dir
 
 DEFAULT_MODEL = "auto"
 CHAMPION = "models:/vocalsep@champion"

@@ -1,6 +1,6 @@
 """Loading a model for separation from any spec a user may give: one home for all of them.
 
-- `pretrained`: the shipped base model (`vocalsep.pretrained`); `pretrained-live`: the shipped
+- `pretrained`: the shipped base model (`vocalsep.base_model.weights`); `pretrained-live`: the shipped
   low-latency model;
 - a local checkpoint path (`models/checkpoints/best.pt`);
 - `models:/NAME@ALIAS`, `models:/NAME/VERSION` or `runs:/RUN_ID/PATH`: fetched from the MLflow
@@ -22,7 +22,7 @@ from vocalsep.config import TrackingParams
 from vocalsep.devices import pick_device
 from vocalsep.errors import VocalsepError
 from vocalsep.model.checkpoint import checkpoint_sample_rate, load_checkpoint, model_from_state
-from vocalsep.pretrained import PRETRAINED, PRETRAINED_LIVE, load_pretrained, shipped_dir
+from vocalsep.base_model.weights import PRETRAINED, PRETRAINED_LIVE, load_pretrained, shipped_dir
 from vocalsep.registry import checkpoint_from_uri
 
 MODEL_URI_SCHEMES = ("models:/", "runs:/")

@@ -82,7 +82,7 @@ def base_model_sources(spec: str | Path | None = None) -> list[dict[str, Any]]:
 
     The spec is this checkout's `sources/debian-corpus.yaml` by default, wherever the command runs.
     """
-    from vocalsep.corpus import load_spec
+    from vocalsep.corpus.spec import load_spec
 
     spec = spec or Path(__file__).resolve().parents[2] / "sources" / "debian-corpus.yaml"
 
@@ -138,7 +138,7 @@ def load_for(spec: str, params_path: Path = DEFAULT_PARAMS) -> dict[str, Any]:
     params.yaml, MLflow's defaults where that file is absent; a named file that is absent is an error).
     """
     from vocalsep.loading import MODEL_URI_SCHEMES  # here, not at the top: validate imports this module
-    from vocalsep.pretrained import PRETRAINED, read_config
+    from vocalsep.base_model.weights import PRETRAINED, read_config
 
     if spec == PRETRAINED:
         config = read_config()

@@ -14,8 +14,10 @@ import pytest
 import soundfile as sf
 import yaml
 
-from vocalsep.corpus import (CorpusError, Group, JoinParams, build_corpus, extract_groups, fetch_deb,
-                             join_utterances, load_spec)
+from vocalsep.corpus.build import build_corpus
+from vocalsep.corpus.debs import extract_groups, fetch_deb
+from vocalsep.corpus.join import JoinParams, join_utterances
+from vocalsep.corpus.spec import CorpusError, Group, load_spec
 from vocalsep.sources import file_url_path, load_sources, resolve_url
 from vocalsep.stages import corpus as corpus_stage
 

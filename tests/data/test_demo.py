@@ -11,8 +11,9 @@ import soundfile as sf
 import yaml
 
 from vocalsep.config import load_params
-from vocalsep.demo import demo_path, voice, write_corpus, write_manifest
-from vocalsep.demo_band import band
+from vocalsep.demo.corpus import demo_path, write_corpus, write_manifest
+from vocalsep.demo.voice import voice
+from vocalsep.demo.band import band
 from vocalsep.stages.demo import main
 
 SR = 44100

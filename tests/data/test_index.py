@@ -13,7 +13,7 @@ import soundfile as sf
 
 from vocalsep.errors import StageError
 from vocalsep.stages.index import INDEX_COLUMNS, SPLITS, index
-from vocalsep.stages import MANIFEST_COLUMNS
+from vocalsep.contracts import MANIFEST_COLUMNS
 
 SR = 8000
 SECONDS = 4.0

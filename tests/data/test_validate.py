@@ -17,7 +17,7 @@ import yaml
 
 from vocalsep.config import params_to_dict
 from vocalsep.errors import StageError
-from vocalsep.stages import MANIFEST_COLUMNS
+from vocalsep.contracts import MANIFEST_COLUMNS
 from vocalsep.stages.validate import validate
 
 pytestmark = pytest.mark.slow  # Great Expectations takes seconds to import and set up

@@ -154,7 +154,7 @@ def test_summary_prints_medians_decision_and_serve_command(repro):
 def test_pipeline_champion_answers_http_like_the_separation_core(repro):
     """Trained, evaluated, exported and promoted by dvc repro against the shipped base model (registered by
     export as version 1, scored on the same test set); the better one is served by a real `mlflow models serve`."""
-    from vocalsep.pretrained import load_pretrained
+    from vocalsep.base_model.weights import load_pretrained
 
     repo, _ = repro
     registry = json.loads((repo / "models/export/registry.json").read_text())

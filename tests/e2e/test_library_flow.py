@@ -13,7 +13,7 @@ import torch
 
 from vocalsep.library import FAILURES, RECORD
 from vocalsep.model import VocNet, save_checkpoint
-from vocalsep.separate_cli import main as separate_main
+from vocalsep.cli.separate import main as separate_main
 
 pytestmark = pytest.mark.slow
 

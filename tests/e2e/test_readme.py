@@ -29,7 +29,7 @@ import yaml
 
 from tests.tiny_repo import REPO_ROOT, make_tiny_repo, run
 from vocalsep.config import load_params
-from vocalsep.demo import SAMPLE_RATE, synthesize
+from vocalsep.demo.corpus import SAMPLE_RATE, synthesize
 from vocalsep.env import TELEMETRY_OFF
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]

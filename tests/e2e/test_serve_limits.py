@@ -31,7 +31,7 @@ from vocalsep.config import params_to_dict
 from vocalsep.env import ffmpeg_exe
 from vocalsep.model import VocNet, load_model, save_checkpoint
 from vocalsep.separate import separate_with_params
-from vocalsep.serve import Limits
+from vocalsep.serving.limits import Limits
 from vocalsep.stages.export import register
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]

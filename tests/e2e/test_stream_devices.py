@@ -79,7 +79,7 @@ def devices(tmp_path) -> dict:
 
 def _stream(tmp_path: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
     (tmp_path / "params.yaml").write_text("stream:\n  block_seconds: 0.016\nseparate:\n  device: cpu\n")
-    return subprocess.run([sys.executable, "-m", "vocalsep.cli", "stream", "--params", str(tmp_path / "params.yaml"),
+    return subprocess.run([sys.executable, "-m", "vocalsep.cli.main", "stream", "--params", str(tmp_path / "params.yaml"),
                            *args], capture_output=True, env=env, timeout=300)
 
 

@@ -19,10 +19,10 @@ import torch
 from tests.serving_helpers import tiny_params
 from vocalsep import registry
 from vocalsep.config import params_to_dict
-from vocalsep.demo import voice
-from vocalsep.demo_band import band
+from vocalsep.demo.voice import voice
+from vocalsep.demo.band import band
 from vocalsep.model import VocNet, save_checkpoint
-from vocalsep import base_model as base
+from vocalsep.base_model import contender as base
 from vocalsep.stages.export import holder, register, registry_metrics
 
 RATE = 16000

@@ -32,12 +32,13 @@ def test_si_sdr_is_scale_invariant_and_ranks_estimates():
 def test_l1_stft_is_zero_only_for_a_match_and_grows_with_error():
     torch.manual_seed(1)
     target = torch.randn(2, 2, 3000)
-    assert float(l1_stft_loss(target, target)) < 1e-4
+    assert float(l1_stft_loss(estimate=target, target=target)) < 1e-4
     near, far = target + 0.01 * torch.randn_like(target), target + 0.5 * torch.randn_like(target)
-    assert float(l1_stft_loss(target, target)) < float(l1_stft_loss(near, target)) < float(l1_stft_loss(far, target))
-    assert float(l1_stft_loss(near, target)) > float(l1_loss(near, target))  # the spectral term adds on
+    assert (float(l1_stft_loss(estimate=target, target=target)) < float(l1_stft_loss(estimate=near, target=target))
+            < float(l1_stft_loss(estimate=far, target=target)))
+    assert float(l1_stft_loss(estimate=near, target=target)) > float(l1_loss(estimate=near, target=target))  # the spectral term adds on
     estimate = near.clone().requires_grad_()
-    l1_stft_loss(estimate, target).backward()
+    l1_stft_loss(estimate=estimate, target=target).backward()
     assert torch.isfinite(estimate.grad).all()
 
 
@@ -57,52 +58,52 @@ def voice() -> torch.Tensor:
 
 def test_snr_loss_ranks_estimates_in_db(voice):
     # (error + tau signal) / signal with tau = 1e-3: 1 % error energy -> 10 log10(0.011), 10 % -> 10 log10(0.101)
-    near, far = snr_loss(with_error(voice, 0.01, 1), voice), snr_loss(with_error(voice, 0.1, 1), voice)
+    near, far = snr_loss(estimate=with_error(voice, 0.01, 1), target=voice), snr_loss(estimate=with_error(voice, 0.1, 1), target=voice)
     assert float(near) == pytest.approx(-19.586, abs=0.01)
     assert float(far) == pytest.approx(-9.957, abs=0.01)
-    assert float(snr_loss(voice, voice)) < float(near) < float(far)
+    assert float(snr_loss(estimate=voice, target=voice)) < float(near) < float(far)
 
 
 def test_snr_loss_caps_a_perfect_estimate_at_30_db(voice):
-    assert float(snr_loss(voice, voice)) == pytest.approx(-30.0, abs=0.01)  # 10 log10(1e-3)
+    assert float(snr_loss(estimate=voice, target=voice)) == pytest.approx(-30.0, abs=0.01)  # 10 log10(1e-3)
     estimate = voice.clone().requires_grad_()
-    snr_loss(estimate, voice).backward()
+    snr_loss(estimate=estimate, target=voice).backward()
     assert torch.isfinite(estimate.grad).all()
 
 
 def test_snr_loss_counts_level_and_si_sdr_does_not(voice):
     # half the level leaves an error of a quarter of the energy: 10 log10(0.25 + 0.001) = -6.003 dB
-    assert float(snr_loss(0.5 * voice, voice)) == pytest.approx(-6.003, abs=0.01)
-    assert float(snr_loss(0.5 * voice, voice)) > float(snr_loss(voice, voice))
+    assert float(snr_loss(estimate=0.5 * voice, target=voice)) == pytest.approx(-6.003, abs=0.01)
+    assert float(snr_loss(estimate=0.5 * voice, target=voice)) > float(snr_loss(estimate=voice, target=voice))
     noisy = with_error(voice, 0.01, 3)
-    assert float(si_sdr_loss(0.5 * noisy, voice)) == pytest.approx(float(si_sdr_loss(noisy, voice)), abs=1e-3)
-    assert float(snr_loss(0.5 * noisy, voice)) > float(snr_loss(noisy, voice)) + 10
+    assert float(si_sdr_loss(estimate=0.5 * noisy, target=voice)) == pytest.approx(float(si_sdr_loss(estimate=noisy, target=voice)), abs=1e-3)
+    assert float(snr_loss(estimate=0.5 * noisy, target=voice)) > float(snr_loss(estimate=noisy, target=voice)) + 10
 
 
 def test_snr_loss_is_the_mean_of_each_examples_loss(voice):
     """A quiet example weighs as much as a loud one: not one SNR of the pooled batch."""
     target = torch.cat([voice[:1], 0.1 * voice[1:2]])
     estimate = torch.cat([voice[:1], 0.5 * target[1:2]])
-    assert float(snr_loss(estimate, target)) == pytest.approx((-30.0 - 6.003) / 2, abs=0.01)
+    assert float(snr_loss(estimate=estimate, target=target)) == pytest.approx((-30.0 - 6.003) / 2, abs=0.01)
 
 
 def test_a_silent_target_asks_for_silence():
     silence = torch.zeros(2, 2, 4000)
-    quiet = snr_loss(silence, silence)
+    quiet = snr_loss(estimate=silence, target=silence)
     assert torch.isfinite(quiet) and float(quiet) == 0.0  # (0 + 0 + floor) / (0 + floor): nothing can score lower
-    assert float(snr_loss(torch.full_like(silence, 1e-5), silence)) >= float(quiet)
+    assert float(snr_loss(estimate=torch.full_like(silence, 1e-5), target=silence)) >= float(quiet)
     # an estimate at 0.1 RMS over a silent target: 10 log10(1 + 0.01 / 1e-7) = 50 dB
     loud = torch.full_like(silence, 0.1)
-    assert float(snr_loss(loud, silence)) == pytest.approx(50.0, abs=0.01)
+    assert float(snr_loss(estimate=loud, target=silence)) == pytest.approx(50.0, abs=0.01)
     estimate = silence.clone().requires_grad_()
-    snr_loss(estimate, silence).backward()
+    snr_loss(estimate=estimate, target=silence).backward()
     assert torch.isfinite(estimate.grad).all()
 
 
 def test_snr_stft_adds_a_spectral_term_that_vanishes_on_a_match(voice):
-    assert float(snr_stft_loss(voice, voice)) == pytest.approx(float(snr_loss(voice, voice)), abs=1e-3)
+    assert float(snr_stft_loss(estimate=voice, target=voice)) == pytest.approx(float(snr_loss(estimate=voice, target=voice)), abs=1e-3)
     noisy = with_error(voice, 0.01, 4)
-    assert float(snr_stft_loss(noisy, voice)) > float(snr_loss(noisy, voice)) + 0.01
+    assert float(snr_stft_loss(estimate=noisy, target=voice)) > float(snr_loss(estimate=noisy, target=voice)) + 0.01
 
 
 def test_every_configurable_loss_exists():
@@ -110,4 +111,12 @@ def test_every_configurable_loss_exists():
     assert set(LOSSES) == set(choices)
     target = torch.randn(2, 2, 3000)
     for name, loss in LOSSES.items():
-        assert math.isfinite(float(loss(with_error(target, 0.1, 5), target))), name
+        assert math.isfinite(float(loss(estimate=with_error(target, 0.1, 5), target=target))), name
+
+
+def test_every_loss_takes_estimate_and_target_by_name_only():
+    voice = torch.randn(1, 2, 4096)
+    for name, loss in LOSSES.items():
+        with pytest.raises(TypeError):
+            loss(voice, voice)  # positional: which one is the reference would be a guess
+        assert torch.isfinite(loss(estimate=0.5 * voice, target=voice)), name

@@ -11,12 +11,12 @@ import torch
 
 from vocalsep import registry
 from vocalsep.config import Params, TrackingParams, params_to_dict
-from vocalsep.corpus import load_spec
+from vocalsep.corpus.spec import load_spec
 from vocalsep.model import HybridVocNet
-from vocalsep.pretrained import export_pretrained
+from vocalsep.base_model.weights import export_pretrained
 from vocalsep.registry import checkpoint_from_uri
 from vocalsep.loading import load_separator
-from vocalsep.base_model import register_base
+from vocalsep.base_model.contender import register_base
 
 TINY = {"filters": 8, "skip_filters": 8, "layers": 2, "layers_per_stack": 2, "kernel_size": 3,
         "n_fft": 256, "hop": 64, "wave_filters": 4, "wave_stride": 16}
@@ -67,7 +67,7 @@ def test_vocalsep_models_lists_shipped_and_registered_models_and_the_default(par
                                                                               monkeypatch):
     import json
 
-    from vocalsep import models_cli
+    from vocalsep.cli import models as models_cli
 
     monkeypatch.setattr(models_cli, "cli_params", lambda path: params)
     monkeypatch.setenv("VOCALSEP_PRETRAINED_LIVE", str(tmp_path / "no-live-here"))
@@ -96,7 +96,7 @@ def test_vocalsep_models_lists_shipped_and_registered_models_and_the_default(par
 def test_summary_reads_the_registrys_champion_now_and_says_when_the_workspace_differs(params, tmp_path, monkeypatch):
     import json
 
-    from vocalsep.summary import summary_lines
+    from vocalsep.cli.summary import summary_lines
 
     register_base(params)  # version 1, champion
     ship_tiny_base(tmp_path / "pretrained-2", 1, monkeypatch)
@@ -116,7 +116,7 @@ def test_summary_creates_no_store_where_there_is_none(tmp_path, monkeypatch):
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the params' store, not one a caller chose
 
-    from vocalsep.summary import live_registry_lines
+    from vocalsep.cli.summary import live_registry_lines
 
     base = Params()
     none = dataclasses.replace(base, tracking=TrackingParams(uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db"))

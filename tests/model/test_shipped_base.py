@@ -11,7 +11,7 @@ import torch
 from vocalsep.config import load_params, params_to_dict
 from vocalsep.model import model_kwargs
 from vocalsep.model.checkpoint import full_kwargs
-from vocalsep.pretrained import CONFIG_NAME, load_pretrained, pretrained_dir
+from vocalsep.base_model.weights import CONFIG_NAME, load_pretrained, pretrained_dir
 from vocalsep.separate import separate
 
 

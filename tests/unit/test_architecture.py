@@ -89,8 +89,8 @@ def test_no_import_circle_among_the_project_modules():
 def test_the_separation_core_loads_nothing_and_knows_no_registry():
     modules = _modules()
     imported = _imports("vocalsep.separate", modules["vocalsep.separate"], modules)
-    assert not imported & {"vocalsep.loading", "vocalsep.registry", "vocalsep.serving", "vocalsep.tracking",
-                           "vocalsep.pretrained"}
+    assert not imported & {"vocalsep.loading", "vocalsep.registry", "vocalsep.serving.pyfunc", "vocalsep.tracking",
+                           "vocalsep.base_model.weights"}
 
 
 def test_a_stage_imports_no_other_stage():
@@ -119,7 +119,7 @@ def _bare_env() -> dict[str, str]:
 
 def test_importing_vocalsep_changes_no_environment(tmp_path):
     """MLflow's scoring server imports the served model's code: that must not rewrite its environment."""
-    script = ("import os, json; before = dict(os.environ); import vocalsep, vocalsep.serving, vocalsep.served_model; "
+    script = ("import os, json; before = dict(os.environ); import vocalsep, vocalsep.serving.pyfunc, vocalsep.serving.served_model; "
               "print(json.dumps(sorted(set(os.environ.items()) ^ set(before.items()))))")
     out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=_bare_env(), capture_output=True,
                          text=True, timeout=300, check=True)
@@ -127,7 +127,7 @@ def test_importing_vocalsep_changes_no_environment(tmp_path):
 
 
 def test_a_command_switches_telemetry_off_where_it_starts(tmp_path):
-    script = ("import os; from vocalsep import cli; cli.main(['summary', '--params', 'absent.yaml']); "
+    script = ("import os; from vocalsep.cli import main as cli; cli.main(['summary', '--params', 'absent.yaml']); "
               "print({k: os.environ.get(k) for k in " + repr(sorted(TELEMETRY_OFF)) + "})")
     out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=_bare_env(), capture_output=True,
                          text=True, timeout=300)
@@ -162,3 +162,68 @@ def test_no_module_imports_another_modules_private_name():
                 crossing += [f"{name}: from {node.module} import {a.name}" for a in node.names
                              if a.name.startswith("_") and not a.name.startswith("__")]
     assert crossing == []
+
+
+# The rooms of docs/architecture.md, from the foundation up: a module imports only modules of its own room
+# or of rooms listed before it. A name ending in "." is a folder (every module under it).
+ROOMS = [
+    ("base", ["vocalsep", "vocalsep.config", "vocalsep.schema", "vocalsep.errors", "vocalsep.env", "vocalsep.devices",
+              "vocalsep.metrics", "vocalsep.contracts"]),
+    ("audio", ["vocalsep.audio", "vocalsep.file_blocks", "vocalsep.levels", "vocalsep.sources", "vocalsep.ytdlp", "vocalsep.formats",
+               "vocalsep.live_io", "vocalsep.demo.",
+               "vocalsep.corpus."]),
+    ("model", ["vocalsep.model."]),
+    ("tracking", ["vocalsep.tracking"]),
+    ("core", ["vocalsep.separate", "vocalsep.streaming", "vocalsep.runtime"]),
+    ("loading", ["vocalsep.base_model", "vocalsep.base_model.weights", "vocalsep.registry", "vocalsep.provenance",
+                 "vocalsep.loading", "vocalsep.default_model"]),
+    ("scoring", ["vocalsep.scoring", "vocalsep.report"]),
+    ("training", ["vocalsep.data.", "vocalsep.training."]),
+    ("api", ["vocalsep.api", "vocalsep.library"]),
+    ("serving", ["vocalsep.serving."]),
+    ("promotion", ["vocalsep.base_model.contender"]),
+    ("stages", ["vocalsep.stages."]),
+    ("commands", ["vocalsep.cli", "vocalsep.cli.", "vocalsep.base_model.publish"]),
+    ("orchestration", ["flows."]),
+]
+
+
+def room_of(module: str) -> int:
+    """The index in ROOMS of the room that holds `module` (the longest matching name wins)."""
+    best, found = -1, None
+    for index, (_, names) in enumerate(ROOMS):
+        for name in names:
+            hit = module.startswith(name) or module == name.rstrip(".") if name.endswith(".") else module == name
+            if hit and len(name) > best:
+                best, found = len(name), index
+    assert found is not None, f"{module} is in no room of ROOMS (docs/architecture.md): place it"
+    return found
+
+
+# The one upward import allowed: `vocalsep.Separator`, exported lazily (module __getattr__), so importing the
+# package imports nothing above the base room.
+LAZY_EXPORTS = {("vocalsep", "vocalsep.api")}
+
+
+def test_every_module_is_in_a_room_and_imports_only_its_room_or_rooms_below():
+    modules = _modules()
+    upward = sorted(f"{name} ({ROOMS[room_of(name)][0]}) imports {other} ({ROOMS[room_of(other)][0]})"
+                    for name, path in modules.items() for other in _imports(name, path, modules)
+                    if room_of(other) > room_of(name) and (name, other) not in LAZY_EXPORTS)
+    assert upward == []
+
+
+def test_the_room_check_sees_an_upward_import():
+    assert room_of("vocalsep.cli.stream") > room_of("vocalsep.separate") > room_of("vocalsep.config")
+    assert room_of("vocalsep.corpus.spec") == room_of("vocalsep.audio")
+    assert room_of("vocalsep.base_model.contender") > room_of("vocalsep.serving.register")
+
+
+MAX_MODULE_LINES = 300
+
+
+def test_no_module_is_over_300_lines_unless_its_docstring_says_why():
+    long = [f"{path.relative_to(ROOT)} ({len(path.read_text().splitlines())} lines)" for path in _modules().values()
+            if len(path.read_text().splitlines()) > MAX_MODULE_LINES
+            and "Over 300 lines:" not in (ast.get_docstring(ast.parse(path.read_text())) or "")]
+    assert long == []

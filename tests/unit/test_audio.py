@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from vocalsep import audio
+from vocalsep import audio, levels
 from vocalsep.env import ffmpeg_exe
 from vocalsep.errors import AudioError
 
@@ -93,46 +93,46 @@ def test_resample_keeps_length_ratio_and_frequency():
 @pytest.mark.parametrize("amp", [0.01, 0.3])
 def test_normalize_loudness_hits_target(amp):
     x = sine(freq=997.0, seconds=2.0, amp=amp)
-    y = audio.normalize_loudness(x, SR, target_lufs=-23.0, peak_ceiling_db=-1.0)
-    assert abs(audio.integrated_loudness(y, SR) - (-23.0)) < 0.5
-    assert audio.peak_db(y) <= -1.0 + 1e-4
+    y = levels.normalize_loudness(x, SR, target_lufs=-23.0, peak_ceiling_db=-1.0)
+    assert abs(levels.integrated_loudness(y, SR) - (-23.0)) < 0.5
+    assert levels.peak_db(y) <= -1.0 + 1e-4
 
 
 def test_peak_ceiling_wins_over_loudness_target():
     rng = np.random.default_rng(1)
     x = (rng.normal(size=(2 * SR, 2)) * 0.01).astype(np.float32)
     x[SR, :] = 0.5  # one spike: reaching -10 LUFS would push it far over the ceiling
-    y = audio.normalize_loudness(x, SR, target_lufs=-10.0, peak_ceiling_db=-1.0)
-    assert abs(audio.peak_db(y) - (-1.0)) < 1e-3
-    assert audio.integrated_loudness(y, SR) < -10.5
+    y = levels.normalize_loudness(x, SR, target_lufs=-10.0, peak_ceiling_db=-1.0)
+    assert abs(levels.peak_db(y) - (-1.0)) < 1e-3
+    assert levels.integrated_loudness(y, SR) < -10.5
     # one constant gain (ceiling / spike), no clipper or limiter touching single samples
     assert np.allclose(y, x * (10 ** (-1 / 20) / 0.5), rtol=1e-5, atol=1e-7)
 
 
 def test_silence_loudness_and_normalize_refuses_silence():
     silent = np.zeros((SR, 2), dtype=np.float32)
-    assert np.isnan(audio.integrated_loudness(silent, SR))
-    assert audio.peak_db(silent) == float("-inf")
+    assert np.isnan(levels.integrated_loudness(silent, SR))
+    assert levels.peak_db(silent) == float("-inf")
     with pytest.raises(AudioError, match="silent"):
-        audio.normalize_loudness(silent, SR, -23.0, -1.0)
+        levels.normalize_loudness(silent, SR, -23.0, -1.0)
 
 
 def test_silence_ratio_counts_quiet_blocks():
     x = sine(seconds=1.0, amp=0.5)
     x[: SR // 4] = 0.0  # first quarter silent: 5 of 20 blocks
     x[SR // 4 : SR // 2] *= 1e-4  # second quarter at about -83 dBFS: also below -60
-    assert audio.silence_ratio(x, SR, threshold_db=-60.0) == pytest.approx(0.5)
-    assert audio.silence_ratio(x, SR, threshold_db=-90.0) == pytest.approx(0.25)
-    levels = audio.block_rms_db(x, SR)
-    assert levels.shape == (20,) and abs(levels[-1] - 20 * np.log10(0.5 / np.sqrt(2))) < 0.1
+    assert levels.silence_ratio(x, SR, threshold_db=-60.0) == pytest.approx(0.5)
+    assert levels.silence_ratio(x, SR, threshold_db=-90.0) == pytest.approx(0.25)
+    blocks = levels.block_rms_db(x, SR)
+    assert blocks.shape == (20,) and abs(blocks[-1] - 20 * np.log10(0.5 / np.sqrt(2))) < 0.1
 
 
 def test_clipping_ratio_and_peak():
     x = np.zeros((100, 2), dtype=np.float32)
     x[:10, 0] = 1.0
     x[:5, 1] = -0.9995
-    assert audio.clipping_ratio(x, 0.999) == pytest.approx(15 / 200)
-    assert audio.peak_db(x * 0.5) == pytest.approx(20 * np.log10(0.5))
+    assert levels.clipping_ratio(x, 0.999) == pytest.approx(15 / 200)
+    assert levels.peak_db(x * 0.5) == pytest.approx(20 * np.log10(0.5))
 
 
 def test_missing_file_error_names_it(tmp_path):

@@ -111,7 +111,7 @@ def test_trailing_junk_alone_is_not_truncation(ogg, tmp_path):
 
 
 def _streamed(path: Path) -> np.ndarray:
-    from vocalsep.streaming import audio_blocks
+    from vocalsep.file_blocks import audio_blocks
 
     _, _, blocks = audio_blocks(path, frames=4096)
     return np.concatenate(list(blocks))

@@ -146,7 +146,7 @@ def test_the_loss_falls_on_a_tiny_batch_and_every_parameter_learns():
     losses = []
     for _ in range(40):
         optimizer.zero_grad()
-        loss = snr_loss(net(mixture), vocals)
+        loss = snr_loss(estimate=net(mixture), target=vocals)
         loss.backward()
         if not losses:
             assert [n for n, p in net.named_parameters() if p.grad is None or not p.grad.any()] == []

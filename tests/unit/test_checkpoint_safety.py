@@ -34,7 +34,7 @@ def _wav(path: Path) -> Path:
 
 
 def _separate(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vocalsep.cli", "separate", *args], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "vocalsep.cli.main", "separate", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=300)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vocalsep.cli import main
+from vocalsep.cli.main import main
 
 COMMANDS = {
     "separate": ["separate", "song.wav", "-o", "out"],

@@ -24,7 +24,7 @@ NEUTRAL = {
 }
 # Deps that no import reaches: read as data, not imported.
 NOT_IMPORTED = {
-    "export": {"src/vocalsep/served_model.py": "MLflow loads the served model's code from this file's path"},
+    "export": {"src/vocalsep/serving/served_model.py": "MLflow loads the served model's code from this file's path"},
 }
 
 

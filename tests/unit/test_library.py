@@ -19,7 +19,7 @@ from vocalsep.errors import VocalsepError
 from vocalsep.formats import OutputFormat
 from vocalsep.library import FAILURES, RECORD, find_inputs
 from vocalsep.model import VocNet, save_checkpoint
-from vocalsep.separate_cli import main as separate_main
+from vocalsep.cli.separate import main as separate_main
 
 KWARGS = {"filters": 8, "skip_filters": 8, "layers": 6, "layers_per_stack": 6}
 RATE = 16000
@@ -181,7 +181,7 @@ def test_a_killed_run_leaves_no_partial_stems_and_the_rerun_finishes(tmp_path, c
     lib, out = tmp_path / "lib", tmp_path / "out"
     for i in range(6):
         song(lib / f"s{i}.wav", seconds=8.0, seed=i)
-    command = [sys.executable, "-m", "vocalsep.separate_cli", str(lib), "-o", str(out), "--model", str(checkpoint),
+    command = [sys.executable, "-m", "vocalsep.cli.separate", str(lib), "-o", str(out), "--model", str(checkpoint),
                *FLAGS]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     done = _until_recorded(proc, out)

@@ -9,11 +9,12 @@ import pytest
 import soundfile as sf
 import torch
 
-from vocalsep import default_model, separate_cli
+from vocalsep import default_model
+from vocalsep.cli import separate as separate_cli
 from vocalsep.config import Params, params_to_dict
 from vocalsep.errors import VocalsepError
 from vocalsep.model import HybridVocNet, VocNet, load_checkpoint, save_checkpoint
-from vocalsep.pretrained import export_pretrained
+from vocalsep.base_model.weights import export_pretrained
 
 TINY_HYBRID = {"filters": 8, "skip_filters": 8, "layers": 2, "layers_per_stack": 2, "kernel_size": 3,
                "n_fft": 256, "hop": 64, "wave_filters": 4, "wave_stride": 16}

@@ -13,7 +13,7 @@ import torch
 from vocalsep.errors import VocalsepError
 from vocalsep.model import HybridVocNet, VocNet
 from vocalsep.model.checkpoint import full_kwargs
-from vocalsep.pretrained import (CONFIG_NAME, WEIGHTS_NAME, export_pretrained, init_from_pretrained, load_pretrained,
+from vocalsep.base_model.weights import (CONFIG_NAME, WEIGHTS_NAME, export_pretrained, init_from_pretrained, load_pretrained,
                                  read_config)
 from vocalsep.loading import load_separator
 

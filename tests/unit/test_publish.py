@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from vocalsep.publish import augment_summary, quality_table
+from vocalsep.base_model.publish import augment_summary, quality_table
 
 
 def test_quality_table_shows_unseen_headline_behaviour_and_seen_rows(tmp_path):
@@ -33,7 +33,7 @@ def test_a_live_checkpoint_is_published_with_its_lookahead_and_a_card_that_says_
     import torch
 
     from vocalsep.model import HybridVocNet
-    from vocalsep.publish import _heading, lookahead_ms
+    from vocalsep.base_model.publish import _heading, lookahead_ms
 
     kwargs = {"filters": 8, "skip_filters": 8, "layers": 4, "layers_per_stack": 4, "n_fft": 1024, "hop": 256,
               "wave_filters": 8, "wave_stride": 64}

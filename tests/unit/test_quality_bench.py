@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vocalsep.audio import block_rms_db
+from vocalsep.levels import block_rms_db
 from vocalsep.scoring import Track
 
 RATE = 16000

@@ -17,7 +17,7 @@ from vocalsep.model import VocNet, save_checkpoint
 from vocalsep.model.hybrid import HybridVocNet
 from vocalsep.runtime import OrtSeparator, for_separation, model_digest
 from vocalsep.separate import separate_with_params
-from vocalsep.separate_cli import main as separate_main
+from vocalsep.cli.separate import main as separate_main
 
 KWARGS = {"filters": 8, "skip_filters": 8, "layers": 4, "layers_per_stack": 4}
 CPU = SeparateParams(chunk_seconds=0.05, overlap_seconds=0.01, batch_size=2, device="cpu")

@@ -21,8 +21,8 @@ from vocalsep.separate import (
     separate_with_params,
 )
 from vocalsep.loading import load_separator
-from vocalsep.separate_cli import main as separate_main
-from vocalsep.separate_cli import output_names
+from vocalsep.cli.separate import main as separate_main
+from vocalsep.cli.separate import output_names
 
 KWARGS = {"filters": 8, "skip_filters": 8, "layers": 6, "layers_per_stack": 6}
 MODEL_RATE = 16000

@@ -22,7 +22,7 @@ from vocalsep.errors import StageError, VocalsepError
 from vocalsep.model import VocNet, load_checkpoint, load_model, save_checkpoint
 from vocalsep.separate import separate_with_params
 from vocalsep.registry import beats_champion, checkpoint_from_uri
-from vocalsep.serving import AUDIO_PARAM, VOCALS_KEY, encode_wav
+from vocalsep.serving.pyfunc import AUDIO_PARAM, VOCALS_KEY, encode_wav
 from vocalsep.stages.export import (compare_graph, export_onnx, export_torchscript, read_eval_metrics,
                                     register)
 
@@ -350,7 +350,7 @@ def test_data_hash_follows_the_training_data_only(tmp_path):
 
 def test_a_long_upload_is_refused_from_its_header_before_decoding(monkeypatch):
     from vocalsep import audio
-    from vocalsep.serving import decode_audio
+    from vocalsep.serving.pyfunc import decode_audio
 
     def must_not_decode(*args, **kwargs):
         raise AssertionError("the whole file was decoded before its length was checked")
@@ -359,3 +359,31 @@ def test_a_long_upload_is_refused_from_its_header_before_decoding(monkeypatch):
     long_wav = encode_wav(np.zeros((2, 3 * RATE), np.float32), RATE)
     with pytest.raises(MlflowException, match=r"audio_base64: 3\.0 s of audio is longer than the limit"):
         decode_audio(long_wav, max_seconds=1.0)
+
+
+@pytest.mark.slow
+def test_a_model_registered_before_the_serving_folder_still_loads(served, monkeypatch, tmp_path):
+    """Versions logged before `vocalsep/serving/` existed run `from vocalsep.serving import VocalSeparator`
+    from their entry file; in a process that has imported this vocalsep (as `vocalsep serve` has) it must load."""
+    import vocalsep
+    from vocalsep import provenance, registry, tracking
+    from vocalsep.serving.pyfunc import AUDIO_PARAM, CHANNELS, CHECKPOINT_ARTIFACT, CONFIG_ARTIFACT, ServingConfig
+    from vocalsep.serving.register import input_example
+
+    params, checkpoint, _, _ = served
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", params.tracking.uri)
+    old_entry = tmp_path / "served_model.py"
+    old_entry.write_text("from mlflow.models import set_model\n\nfrom vocalsep.serving import VocalSeparator\n\n"
+                         "set_model(VocalSeparator())\n")
+    origin = provenance.write(provenance.load_for("pretrained"), tmp_path / provenance.FILE_NAME)
+    config = ServingConfig.from_params(params, params.audio.sample_rate).write(tmp_path / "serving.json")
+    with tracking.start_run(params.tracking, run_name="old-layout"):
+        uri = registry.log_pyfunc_model(
+            str(old_entry), artifacts={CHECKPOINT_ARTIFACT: str(checkpoint), CONFIG_ARTIFACT: str(config),
+                                       provenance.ARTIFACT: str(origin)},
+            signature=registry.serving_signature(CHANNELS, (AUDIO_PARAM, provenance.ARTIFACT)),
+            input_example=input_example(params.audio.sample_rate), pip_requirements=[],
+            code_paths=[str(Path(vocalsep.__file__).parent)])
+    model = mlflow.pyfunc.load_model(uri)
+    mixture = noise(800)
+    assert model.predict(mixture).shape == mixture.shape

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from vocalsep.demo import demo_path, write_manifest
+from vocalsep.demo.corpus import demo_path, write_manifest
 from vocalsep.errors import VocalsepError
 from vocalsep.sources import SourcesError, file_url_path, load_sources, resolve_url, source_id
 

@@ -18,7 +18,7 @@ from vocalsep.config import SeparateParams
 from vocalsep.env import ffmpeg_exe
 from vocalsep.model import HybridVocNet, VocNet
 from vocalsep.separate import separate
-from vocalsep.separate_cli import separate_file
+from vocalsep.cli.separate import separate_file
 from vocalsep.streaming import StreamingCore, stream_file
 
 PARAMS = SeparateParams(chunk_seconds=0.05, overlap_seconds=0.01, batch_size=2, device="cpu")
@@ -142,7 +142,7 @@ def test_vocalsep_stream_on_a_pipe_equals_the_offline_core_with_the_same_block(t
     (tmp_path / "params.yaml").write_text("stream:\n  block_seconds: 0.016\nseparate:\n  device: cpu\n")
     mixture = (0.1 * np.random.default_rng(5).standard_normal((RATE * 2 + 77, 2))).astype(np.float32)
     report = tmp_path / "report.json"
-    done = subprocess.run([sys.executable, "-m", "vocalsep.cli", "stream", "-", "--model", str(checkpoint),
+    done = subprocess.run([sys.executable, "-m", "vocalsep.cli.main", "stream", "-", "--model", str(checkpoint),
                            "--rate", str(RATE), "--params", str(tmp_path / "params.yaml"), "--report", str(report)],
                           input=_pcm(mixture), capture_output=True, timeout=300)
     assert done.returncode == 0, done.stderr.decode()
@@ -172,7 +172,7 @@ def test_vocalsep_stream_keeps_up_at_real_time_pace_with_no_underruns(tmp_path):
     sf.write(wav, (0.1 * np.random.default_rng(0).standard_normal((RATE * 3, 2))), RATE, subtype="PCM_16")
     report = tmp_path / "report.json"
     (tmp_path / "params.yaml").write_text("stream:\n  block_seconds: 0.032\n")  # separate.device: auto
-    done = subprocess.run([sys.executable, "-m", "vocalsep.cli", "stream", str(wav), "--format", "wav",
+    done = subprocess.run([sys.executable, "-m", "vocalsep.cli.main", "stream", str(wav), "--format", "wav",
                            "--realtime", "-o", str(tmp_path / "vocals.wav"), "--model", str(checkpoint),
                            "--params", str(tmp_path / "params.yaml"), "--report", str(report)],
                           capture_output=True, timeout=300)
@@ -189,7 +189,7 @@ def test_devices_without_portaudio_say_what_to_install(tmp_path):
     (fake / "sounddevice.py").write_text("raise OSError('PortAudio library not found')\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), os.environ.get("PYTHONPATH", "")])}
     for args in (["--list-devices"], ["--input-device", "0", "--seconds", "1"]):
-        done = subprocess.run([sys.executable, "-m", "vocalsep.cli", "stream", *args], capture_output=True, text=True,
+        done = subprocess.run([sys.executable, "-m", "vocalsep.cli.main", "stream", *args], capture_output=True, text=True,
                               env=env, timeout=120, cwd=tmp_path)
         assert done.returncode == 2, done.stderr
         assert "PortAudio library not found" in done.stderr
@@ -216,7 +216,7 @@ class _Sink:
 
 
 def test_stream_warns_once_when_blocks_take_longer_than_they_last(capsys):
-    from vocalsep import stream_cli
+    from vocalsep.cli import stream as stream_cli
 
     blocks = [np.zeros((160, 2), np.float32)] * 5  # 10 ms blocks at 16 kHz, 30 ms of compute each
     ends = stream_cli._Ends(iter(blocks), _Sink(), 16000, None, None)
@@ -229,7 +229,7 @@ def test_stream_warns_once_when_blocks_take_longer_than_they_last(capsys):
 
 
 def test_stream_refuses_a_params_file_that_does_not_exist(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "vocalsep.cli", "stream", "--params", str(tmp_path / "typo.yaml"),
+    done = subprocess.run([sys.executable, "-m", "vocalsep.cli.main", "stream", "--params", str(tmp_path / "typo.yaml"),
                            "--seconds", "1"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 2 and "typo.yaml" in done.stderr
 
@@ -242,6 +242,6 @@ def test_stream_defaults_to_the_shipped_live_model_and_says_so_when_it_is_absent
     assert spec == "pretrained" and "no " in why and "pretrained-live" in why
     monkeypatch.delenv("VOCALSEP_PRETRAINED_LIVE")
     spec, why = stream_default()
-    from vocalsep.pretrained import live_dir
+    from vocalsep.base_model.weights import live_dir
 
     assert spec == ("pretrained-live" if (live_dir() / "vocalsep-base.json").is_file() else "pretrained")

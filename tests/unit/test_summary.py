@@ -3,7 +3,7 @@
 import json
 import pathlib
 
-from vocalsep.summary import registry_decision, summary_lines
+from vocalsep.cli.summary import registry_decision, summary_lines
 
 def record(**overrides):
     base = {"registered_model": "vocalsep", "version": "3", "champion_version": "3", "decision": "champion",
@@ -54,7 +54,7 @@ def test_summary_marks_missing_outputs_and_reads_metrics(tmp_params):
 
 
 def test_cli_reports_a_bad_params_file_in_one_line(tmp_path, capsys):
-    from vocalsep.cli import main
+    from vocalsep.cli.main import main
 
     assert main(["summary", "--params", str(tmp_path / "nope.yaml")]) == 2
     err = capsys.readouterr().err

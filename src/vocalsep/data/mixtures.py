@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 from vocalsep.config import DataParams
 from vocalsep.data.augment import augment_accompaniment, augment_vocals, is_active
 from vocalsep.errors import StageError
-from vocalsep.stages import INDEX_COLUMNS
+from vocalsep.contracts import INDEX_COLUMNS
 
 VAL_EPOCH = -1  # the validation set's fixed "epoch" in the seed sequence
 

@@ -1,32 +1,5 @@
 """Pipeline stages: one module each, a pure function plus `main(argv=None)` for dvc.yaml.
 
-What several stages share lives here, and nothing else (a leaf module any room
-may import): the columns of the manifest and of the snippet index, and how
-paths are stored in manifests. The files one stage writes and the next reads are
-named once, as properties of `PathsParams` (`params.paths.manifest`, ...).
+Stages hand each other files, never code (no stage imports another, tested); what they agree on about those
+files (columns, stored paths) is `vocalsep.contracts`.
 """
-
-from __future__ import annotations
-
-from pathlib import Path
-
-# normalize -> validate -> index: the manifest's columns (docs/pipeline.md), column -> pandas dtype, in order.
-MANIFEST_COLUMNS: dict[str, str] = {
-    "id": "str", "role": "str", "path": "str", "source_path": "str",
-    "sample_rate": "int64", "channels": "int64", "source_sample_rate": "int64", "source_channels": "int64",
-    "duration": "float64", "peak": "float64", "loudness": "float64",
-    "silence_ratio": "float64", "clipping_ratio": "float64",
-    "sha256": "str", "status": "str", "reason": "str",
-}
-
-INDEX_COLUMNS = ("id", "role", "path", "split", "start", "frames", "sample_rate", "active_fraction")  # index -> train
-INDEX_INTEGERS = ("start", "frames", "sample_rate")
-
-
-def repo_relative(path: Path, root: Path) -> str:
-    """`path` relative to `root` with `/` separators; absolute when it lies outside `root`."""
-    path, root = Path(path).resolve(), Path(root).resolve()
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()

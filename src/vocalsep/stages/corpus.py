@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vocalsep.config import Params
-from vocalsep.corpus import JoinParams, build_corpus
+from vocalsep.corpus.build import build_corpus
+from vocalsep.corpus.join import JoinParams
 from vocalsep.stages._cli import run_stage
 
 log = logging.getLogger(__name__)

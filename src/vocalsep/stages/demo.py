@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vocalsep.config import Params
-from vocalsep.demo import write_corpus
+from vocalsep.demo.corpus import write_corpus
 from vocalsep.sources import file_url_path, load_sources, resolve_url
 from vocalsep.stages._cli import run_stage
 

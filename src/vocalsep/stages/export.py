@@ -5,8 +5,8 @@ Reads `<paths.checkpoints>/best.pt` and `<paths.metrics>/eval.json`; writes
 the decision record, with its text fields) and `<paths.metrics>/registry.json`
 (its numbers only, for `dvc metrics show`: version, champion_version,
 promoted 1/0, new_metric, champion_metric, base_metric). The pyfunc (the separation core around the
-checkpoint, `vocalsep.serving.VocalSeparator`, logged as code from
-`vocalsep/served_model.py`, so the model folder holds no pickle) is logged in the training run
+checkpoint, `vocalsep.serving.pyfunc.VocalSeparator`, logged as code from
+`vocalsep/serving/served_model.py`, so the model folder holds no pickle) is logged in the training run
 when it is still in the store, and registered as a new version of `export.registered_model`.
 
 Promotion: the current champion and the shipped base model (registered on the
@@ -36,10 +36,10 @@ from vocalsep.model import load_checkpoint, load_model
 from vocalsep.model.checkpoint import checkpoint_sample_rate
 from vocalsep.model.onnx import check_lengths, compare_graph, export_onnx_graph
 from vocalsep.registry import CHALLENGER, CHAMPION, beats_champion, checkpoint_from_uri
-from vocalsep.serving import CHANNELS
-from vocalsep import base_model as base
+from vocalsep.serving.pyfunc import CHANNELS
+from vocalsep.base_model import contender as base
 from vocalsep.stages._cli import run_stage
-from vocalsep.pyfunc import log_model, model_tags
+from vocalsep.serving.register import log_model, model_tags
 from vocalsep.scoring import score_testset, summarize, testset_hash
 
 log = logging.getLogger(__name__)

@@ -31,11 +31,11 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from vocalsep.audio import ACTIVITY_BLOCK_SECONDS, block_rms_db
+from vocalsep.levels import ACTIVITY_BLOCK_SECONDS, block_rms_db
 from vocalsep.config import IndexParams, Params
 from vocalsep.errors import StageError
 from vocalsep.sources import ROLES
-from vocalsep.stages import INDEX_COLUMNS, INDEX_INTEGERS
+from vocalsep.contracts import INDEX_COLUMNS, INDEX_INTEGERS
 from vocalsep.stages._cli import run_stage
 
 log = logging.getLogger(__name__)

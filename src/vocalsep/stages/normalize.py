@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from vocalsep import audio
+from vocalsep import audio, levels
 from vocalsep.config import Params
 from vocalsep.errors import AudioError, StageError
-from vocalsep.stages import MANIFEST_COLUMNS, repo_relative
+from vocalsep.contracts import MANIFEST_COLUMNS, repo_relative
 from vocalsep.stages._cli import run_stage
 
 log = logging.getLogger(__name__)
@@ -73,10 +73,10 @@ def _failed_row(download: dict, root: Path, reason: str) -> dict:
 
 def _silence_reason(duration: float, silence_ratio: float, loudness: float, params: Params) -> str | None:
     """Why audio with these statistics cannot be loudness-normalized, or None when it can."""
-    if duration < audio.LOUDNESS_BLOCK_SECONDS:
-        return f"too short to measure loudness ({duration:.3f} s < {audio.LOUDNESS_BLOCK_SECONDS:g} s)"
+    if duration < levels.LOUDNESS_BLOCK_SECONDS:
+        return f"too short to measure loudness ({duration:.3f} s < {levels.LOUDNESS_BLOCK_SECONDS:g} s)"
     if silence_ratio >= 1.0 or np.isnan(loudness):
-        return (f"silent: every {1000 * audio.ACTIVITY_BLOCK_SECONDS:g} ms block is below {params.normalize.silence_threshold_db} dBFS "
+        return (f"silent: every {1000 * levels.ACTIVITY_BLOCK_SECONDS:g} ms block is below {params.normalize.silence_threshold_db} dBFS "
                 "(normalize.silence_threshold_db) or under the -70 LUFS gate; nothing to normalize")
     return None
 
@@ -95,18 +95,18 @@ def normalize_file(download: dict, params: Params, root: Path) -> dict:
     sr, norm = params.audio.sample_rate, params.normalize
     stereo = audio.resample(audio.to_stereo(source), source_sr, sr)
     row.update(source_sample_rate=source_sr, source_channels=source.shape[1], duration=stereo.shape[0] / sr,
-               clipping_ratio=audio.clipping_ratio(source, norm.clipping_level),
-               silence_ratio=audio.silence_ratio(stereo, sr, norm.silence_threshold_db))
-    loudness = audio.integrated_loudness(stereo, sr)
+               clipping_ratio=levels.clipping_ratio(source, norm.clipping_level),
+               silence_ratio=levels.silence_ratio(stereo, sr, norm.silence_threshold_db))
+    loudness = levels.integrated_loudness(stereo, sr)
     reason = _silence_reason(row["duration"], row["silence_ratio"], loudness, params)
     if reason:
-        return {**row, "peak": audio.peak_db(stereo), "reason": f"{root / download['path']}: {reason}"}
-    normalized = audio.normalize_loudness(stereo, sr, norm.target_lufs, norm.peak_ceiling_db, loudness)
+        return {**row, "peak": levels.peak_db(stereo), "reason": f"{root / download['path']}: {reason}"}
+    normalized = levels.normalize_loudness(stereo, sr, norm.target_lufs, norm.peak_ceiling_db, loudness)
     out = root / params.paths.normalized / download["role"] / f"{download['id']}.flac"
     audio.write_audio(out, normalized, sr, subtype="PCM_24")
     row.update(path=repo_relative(out, root), sample_rate=sr, channels=normalized.shape[1],
-               peak=audio.peak_db(normalized), loudness=audio.integrated_loudness(normalized, sr),
-               silence_ratio=audio.silence_ratio(normalized, sr, norm.silence_threshold_db),
+               peak=levels.peak_db(normalized), loudness=levels.integrated_loudness(normalized, sr),
+               silence_ratio=levels.silence_ratio(normalized, sr, norm.silence_threshold_db),
                sha256=hashlib.sha256(out.read_bytes()).hexdigest(), status="ok", reason="")
     return row
 

@@ -26,7 +26,7 @@ from vocalsep import provenance, tracking
 from vocalsep.config import Params, params_to_dict
 from vocalsep.data import MixtureDataset, read_index, validation_set
 from vocalsep.model.checkpoint import build_model, code_sha, load_model, model_kwargs, save_checkpoint
-from vocalsep.pretrained import init_from_pretrained
+from vocalsep.base_model.weights import init_from_pretrained
 from vocalsep.stages._cli import run_stage
 from vocalsep.training import distributed, report
 from vocalsep.training.loop import make_optimizer, make_scheduler, train_step, validate

@@ -32,7 +32,7 @@ from vocalsep.errors import StageError
 from vocalsep.sources import read_downloads
 from vocalsep.sources import ROLES
 from vocalsep.stages._cli import run_stage
-from vocalsep.stages import MANIFEST_COLUMNS
+from vocalsep.contracts import MANIFEST_COLUMNS
 
 log = logging.getLogger(__name__)
 

@@ -75,4 +75,5 @@ def validate(model: nn.Module, mixture: torch.Tensor, vocals: torch.Tensor, batc
              device: torch.device, amp: bool) -> dict[str, float]:
     """Mean L1 and mean SI-SDR (dB) of the model on the fixed validation mixtures `(n, 2, samples)`."""
     estimate = predict(model, mixture, batch_size, device, amp)
-    return {"l1": float(l1_loss(estimate, vocals)), "si_sdr": float(si_sdr_batch(reference=vocals, estimate=estimate, eps=SI_SDR_EPS).mean())}
+    return {"l1": float(l1_loss(estimate=estimate, target=vocals)),
+            "si_sdr": float(si_sdr_batch(reference=vocals, estimate=estimate, eps=SI_SDR_EPS).mean())}

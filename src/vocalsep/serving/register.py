@@ -12,7 +12,7 @@ import numpy as np
 import vocalsep
 from vocalsep import provenance, registry
 from vocalsep.config import Params
-from vocalsep.serving import AUDIO_PARAM, CHANNELS, CHECKPOINT_ARTIFACT, CONFIG_ARTIFACT, ServingConfig
+from vocalsep.serving.pyfunc import AUDIO_PARAM, CHANNELS, CHECKPOINT_ARTIFACT, CONFIG_ARTIFACT, ServingConfig
 
 # What the served model imports (vocalsep's own code ships with it): pinned to this environment.
 SERVING_DISTRIBUTIONS = ("torch", "numpy", "soundfile", "soxr", "safetensors", "mlflow", "pyloudnorm", "pyyaml", "tqdm",
@@ -41,7 +41,7 @@ def log_model(params: Params, checkpoint: Path, sample_rate: int, provenance_fil
     folder.mkdir(parents=True, exist_ok=True)
     config_path = serving.write(folder / "serving.json")
     return registry.log_pyfunc_model(
-        str(Path(vocalsep.__file__).parent / "served_model.py"),  # models from code: nothing pickled
+        str(Path(vocalsep.__file__).parent / "serving" / "served_model.py"),  # models from code: nothing pickled
         artifacts={CHECKPOINT_ARTIFACT: str(checkpoint), CONFIG_ARTIFACT: str(config_path),
                    provenance.ARTIFACT: str(provenance_file)},
         signature=registry.serving_signature(CHANNELS, (AUDIO_PARAM, provenance.ARTIFACT)),

@@ -24,9 +24,9 @@ from typing import Any
 import torch
 
 from vocalsep.config import DEFAULT_PARAMS, PathsParams, load_params
-from vocalsep.corpus import load_spec
+from vocalsep.corpus.spec import load_spec
 from vocalsep.model import load_checkpoint
-from vocalsep.pretrained import CONFIG_NAME, WEIGHTS_NAME, export_pretrained
+from vocalsep.base_model.weights import CONFIG_NAME, WEIGHTS_NAME, export_pretrained
 from vocalsep.provenance import data_hash
 
 COMMAND = "cp params-real.yaml params.yaml && dvc repro"

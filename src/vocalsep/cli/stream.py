@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-import soundfile as sf
 
 from vocalsep.config import DEFAULT_PARAMS, ParamsError, SeparateParams, StreamParams, TrackingParams, load_params
 from vocalsep.errors import VocalsepError
@@ -51,10 +50,8 @@ from vocalsep.devices import pick_device
 from vocalsep.default_model import stream_default
 from vocalsep.loading import load_separator
 from vocalsep.separate import fit_length
+from vocalsep.live_io import DeviceInput, DeviceOutput, WaveFrames, Writer, device_index, limited, pcm_blocks, sounddevice_module
 from vocalsep.streaming import StreamingCore, Resampler
-
-FORMATS = {"f32le": ("<f4", 4), "s16le": ("<i2", 2)}
-
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="vocalsep stream", description="Separate a live signal block by block.")
@@ -83,65 +80,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _sounddevice():
-    """The sounddevice module, or a VocalsepError saying what to install."""
-    try:
-        import sounddevice
-    except (ImportError, OSError) as err:  # the package is missing (ImportError) or PortAudio is (OSError)
-        raise VocalsepError(f"audio devices need the sounddevice library and PortAudio ({err}); "
-                            "pip install 'vocalsep[live]' and apt-get install libportaudio2, or use pipes and files"
-                            ) from None
-    return sounddevice
-
-
-def _device(sd, name: str, kind: str) -> int | str:
-    """`name` (or an index) as an existing `kind` device; an error lists the devices there are."""
-    device: int | str = int(name) if name.isdigit() else name
-    try:
-        sd.query_devices(device, kind=kind)
-    except (ValueError, sd.PortAudioError) as err:
-        found = [f"{i}: {d['name']}" for i, d in enumerate(sd.query_devices())
-                 if d[f"max_{kind}_channels"] > 0]
-        raise VocalsepError(f"--{kind}-device {name}: {err}; {kind} devices here: {', '.join(found) or 'none'} "
-                            "(vocalsep stream --list-devices)") from None
-    return device
-
-
-class _DeviceInput:
-    """Blocks recorded from an audio device, as `_blocks` yields them from a byte stream."""
-
-    def __init__(self, sd, device: int | str, rate: int, channels: int, frames: int):
-        self.stream = sd.InputStream(device=device, samplerate=rate, channels=channels, dtype="float32",
-                                     blocksize=frames)
-        self.frames, self.channels = frames, channels
-        self.overflows = 0
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        """Blocks until the consumer stops (`_limited`, Ctrl-C); closing the generator closes the stream."""
-        with self.stream:
-            while True:
-                data, overflowed = self.stream.read(self.frames)
-                self.overflows += bool(overflowed)
-                yield np.repeat(data, 2, axis=1) if self.channels == 1 else np.ascontiguousarray(data)
-
-
-class _DeviceOutput:
-    """Vocals played on an audio device; PortAudio's output underflows are counted."""
-
-    def __init__(self, sd, device: int | str, rate: int):
-        self.stream = sd.OutputStream(device=device, samplerate=rate, channels=2, dtype="float32")
-        self.stream.start()
-        self.underflows = 0
-
-    def write(self, vocals: np.ndarray) -> None:
-        if vocals.shape[0]:
-            self.underflows += bool(self.stream.write(np.ascontiguousarray(vocals, dtype=np.float32)))
-
-    def close(self) -> None:
-        self.stream.stop()  # plays out what is queued
-        self.stream.close()
-
-
 def _reader(args: argparse.Namespace) -> tuple[BinaryIO, int, int, str]:
     """(byte stream positioned at the samples, rate, channels, dtype)."""
     stream = sys.stdin.buffer if args.input == "-" else None
@@ -159,89 +97,7 @@ def _reader(args: argparse.Namespace) -> tuple[BinaryIO, int, int, str]:
         raise VocalsepError(f"{args.input}: not a PCM WAV stream ({err}); use --format f32le or s16le for raw PCM")
     if header.getsampwidth() != 2 or header.getnchannels() not in (1, 2):
         raise VocalsepError(f"{args.input}: WAV must be 16-bit mono or stereo; convert it or send raw f32le")
-    return _WaveFrames(header), header.getframerate(), header.getnchannels(), "s16le"
-
-
-class _WaveFrames:
-    """A WAV stream's sample bytes, read through `wave`'s public `readframes` (whole frames)."""
-
-    def __init__(self, header: wave.Wave_read) -> None:
-        self.header, self.frame = header, header.getsampwidth() * header.getnchannels()
-
-    def read(self, size: int) -> bytes:
-        return self.header.readframes(max(1, size // self.frame))
-
-
-def _blocks(stream: BinaryIO, frames: int, channels: int, fmt: str) -> Iterator[np.ndarray]:
-    dtype, width = FORMATS[fmt]
-    size = frames * channels * width
-    pending = b""
-    while True:
-        data = stream.read(size - len(pending))
-        if not data:
-            break
-        pending += data
-        if len(pending) < size:
-            continue
-        yield _decode(pending, channels, dtype)
-        pending = b""
-    usable = len(pending) - len(pending) % (channels * width)
-    if usable:
-        yield _decode(pending[:usable], channels, dtype)
-
-
-def _limited(blocks: Iterator[np.ndarray], limit: int | None) -> Iterator[np.ndarray]:
-    """The first `limit` frames of `blocks` (all of them when None); then `blocks` is closed (a device stops)."""
-    left = limit
-    try:
-        for block in blocks:
-            if left is not None:
-                block = block[:left]
-                left -= block.shape[0]
-            if block.shape[0]:
-                yield block
-            if left == 0:
-                return
-    finally:
-        getattr(blocks, "close", lambda: None)()
-
-
-def _decode(data: bytes, channels: int, dtype: str) -> np.ndarray:
-    samples = np.frombuffer(data, dtype=dtype).reshape(-1, channels)
-    audio = samples.astype(np.float32) / 32768.0 if dtype == "<i2" else samples.astype(np.float32)
-    return np.repeat(audio, 2, axis=1) if channels == 1 else audio
-
-
-class _Writer:
-    def __init__(self, out: str | None, rate: int, channels: int, fmt: str, device: _DeviceOutput | None = None):
-        self.channels, self.fmt, self.device = channels, fmt, device
-        if out is None:
-            self.raw = self.file = None
-        elif out == "-":
-            self.raw, self.file = sys.stdout.buffer, None
-        else:
-            self.raw, self.file = None, sf.SoundFile(out, "w", rate, channels)
-
-    def write(self, vocals: np.ndarray) -> None:
-        if self.device is not None:
-            self.device.write(vocals)
-        audio = vocals.mean(axis=1, keepdims=True) if self.channels == 1 else vocals
-        if self.raw is None and self.file is None:
-            return
-        if self.file is not None:
-            self.file.write(audio)
-            return
-        if self.fmt == "s16le":
-            self.raw.write((np.clip(audio, -1, 32767 / 32768) * 32768).astype("<i2").tobytes())
-        else:
-            self.raw.write(audio.astype("<f4").tobytes())
-        self.raw.flush()
-
-    def close(self) -> None:
-        if self.device is not None:
-            self.device.close()
-        if self.file is not None:
-            self.file.close()
+    return WaveFrames(header), header.getframerate(), header.getnchannels(), "s16le"
 
 
 def _warm_up(core: StreamingCore, block: int) -> None:
@@ -303,25 +159,25 @@ class _Ends:
     """Where the stream comes from and goes to, at the input's rate."""
 
     source: Iterator[np.ndarray]
-    writer: _Writer
+    writer: Writer
     rate: int
-    device_input: _DeviceInput | None
-    device_out: _DeviceOutput | None
+    device_input: DeviceInput | None
+    device_out: DeviceOutput | None
 
 
 def _open_ends(args: argparse.Namespace, block: int, model_rate: int) -> _Ends:
-    sd = _sounddevice() if args.input_device or args.output_device else None
+    sd = sounddevice_module() if args.input_device or args.output_device else None
     if args.input_device:
-        device_in, (rate, channels, fmt) = _device(sd, args.input_device, "input"), (args.rate, args.channels, "f32le")
+        device_in, (rate, channels, fmt) = device_index(sd, args.input_device, "input"), (args.rate, args.channels, "f32le")
     else:
         stream, rate, channels, fmt = _reader(args)
-    device_out = _DeviceOutput(sd, _device(sd, args.output_device, "output"), rate) if args.output_device else None
+    device_out = DeviceOutput(sd, device_index(sd, args.output_device, "output"), rate) if args.output_device else None
     out = args.out if args.out is not None else (None if device_out else "-")
     in_block = max(1, round(block * rate / model_rate))
     limit = None if args.seconds is None else round(args.seconds * rate)
-    device_input = _DeviceInput(sd, device_in, rate, channels, in_block) if args.input_device else None
-    source = _limited(iter(device_input) if device_input else _blocks(stream, in_block, channels, fmt), limit)
-    return _Ends(source, _Writer(out, rate, channels, fmt, device_out), rate, device_input, device_out)
+    device_input = DeviceInput(sd, device_in, rate, channels, in_block) if args.input_device else None
+    source = limited(iter(device_input) if device_input else pcm_blocks(stream, in_block, channels, fmt), limit)
+    return _Ends(source, Writer(out, rate, channels, fmt, device_out), rate, device_input, device_out)
 
 
 @dataclass
@@ -403,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         if args.list_devices:
-            print(_sounddevice().query_devices())
+            print(sounddevice_module().query_devices())
             return 0
         # a --params file named but absent is an error; only the default may be absent
         params = load_params(args.params) if args.params.exists() or args.params != DEFAULT_PARAMS else None

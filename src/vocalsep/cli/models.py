@@ -22,7 +22,7 @@ import numpy as np
 
 from vocalsep.config import DEFAULT_PARAMS, Params, cli_params
 from vocalsep.errors import VocalsepError
-from vocalsep.pretrained import PRETRAINED, PRETRAINED_LIVE, read_config, shipped_dir
+from vocalsep.base_model.weights import PRETRAINED, PRETRAINED_LIVE, read_config, shipped_dir
 
 SCORE_TAGS = ("si_sdri", "si_sdr", "sdr", "pass_through", "leak")
 SPEED_SECONDS = 10.0

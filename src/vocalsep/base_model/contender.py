@@ -4,8 +4,8 @@ weights and its provenance), scored on the current test set, and a contender in 
 The export stage calls `contender` before it registers a new version, so a
 candidate becomes champion only when it beats both the current champion and
 the base model on the same test set (`export.base: false` leaves the base out).
-`vocalsep register-base` puts the base model into a registry that export has
-not touched, and makes it champion where there is none.
+`register_base` (`vocalsep register-base`, `vocalsep.cli.register_base`) puts the base model into a
+registry that export has not touched, and makes it champion where there is none.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,7 @@ from vocalsep.config import Params
 from vocalsep.model import load_checkpoint, save_checkpoint
 from vocalsep.registry import CHAMPION
 from vocalsep.scoring import score_testset, summarize
-from vocalsep.stages._cli import run_stage
-from vocalsep.pyfunc import log_model
+from vocalsep.serving.register import log_model
 
 log = logging.getLogger(__name__)
 SOURCE_TAG, SOURCE = "source", "pretrained"  # the tag that marks a version as the shipped base model
@@ -33,7 +31,7 @@ TESTSET_TAG = "testset_hash"  # version tag: the test set its metrics were measu
 
 def weights_digest() -> str:
     """sha256 of the shipped base model's weights file (pretrained/, or VOCALSEP_PRETRAINED)."""
-    from vocalsep.pretrained import WEIGHTS_NAME, pretrained_dir, read_config
+    from vocalsep.base_model.weights import WEIGHTS_NAME, pretrained_dir, read_config
 
     read_config()  # a missing or broken pretrained/ is named with what to do
     digest = hashlib.sha256()
@@ -53,7 +51,7 @@ def find_base(name: str, digest: str) -> tuple[str, dict[str, str]] | None:
 
 def write_base_checkpoint(folder: Path) -> tuple[Path, int]:
     """The shipped base model as a training-format checkpoint in `folder`; returns (path, sample rate)."""
-    from vocalsep.pretrained import load_pretrained, read_config
+    from vocalsep.base_model.weights import load_pretrained, read_config
 
     model, rate = load_pretrained()
     config = read_config()
@@ -65,7 +63,7 @@ def write_base_checkpoint(folder: Path) -> tuple[Path, int]:
 
 def log_and_register(params: Params, checkpoint: Path, rate: int, extra_tags: dict[str, Any]) -> tuple[str, str]:
     """Log the base model's pyfunc in a run of its own and register it; returns (version, run id)."""
-    from vocalsep.pretrained import read_config
+    from vocalsep.base_model.weights import read_config
 
     config = read_config()
     origin = provenance.load_for(SOURCE)
@@ -126,14 +124,3 @@ def register_base(params: Params) -> dict[str, Any]:
     decision = "champion" if champion is None else ("registered" if found is None else "already registered")
     return {"registered_model": name, "version": version, "decision": decision, "run_id": run_id,
             "champion_version": version if champion is None else champion[0]}
-
-
-def register_base_main(argv: Sequence[str] | None = None) -> int:
-    """`vocalsep register-base [--params FILE]`: the base model into the registry (champion if none)."""
-    def body(params: Params) -> None:
-        record = register_base(params)
-        print(f"register-base: {record['registered_model']} version {record['version']} -> {record['decision']}; "
-              f"champion is version {record['champion_version']}")
-
-    body.__doc__ = register_base_main.__doc__
-    return run_stage("register-base", body, argv, prog="vocalsep register-base")

@@ -29,13 +29,13 @@ FORMAT = "vocalsep-pretrained/1"
 def pretrained_dir() -> Path:
     """`$VOCALSEP_PRETRAINED`, else `pretrained/` at the root of this checkout."""
     override = os.environ.get("VOCALSEP_PRETRAINED")
-    return Path(override) if override else Path(__file__).resolve().parents[2] / "pretrained"
+    return Path(override) if override else Path(__file__).resolve().parents[3] / "pretrained"
 
 
 def live_dir() -> Path:
     """`$VOCALSEP_PRETRAINED_LIVE`, else `pretrained-live/` at the root of this checkout."""
     override = os.environ.get("VOCALSEP_PRETRAINED_LIVE")
-    return Path(override) if override else Path(__file__).resolve().parents[2] / PRETRAINED_LIVE
+    return Path(override) if override else Path(__file__).resolve().parents[3] / PRETRAINED_LIVE
 
 
 def shipped_dir(name: str) -> Path:

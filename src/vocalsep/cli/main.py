@@ -12,15 +12,15 @@ from vocalsep.errors import VocalsepError
 
 # subcommand -> "module:function(argv) -> int", imported only when used
 COMMANDS = {
-    "summary": ("vocalsep.summary:main", "print where the pipeline's results are and the headline numbers"),
-    "separate": ("vocalsep.separate_cli:main", "separate vocals from audio files"),
-    "models": ("vocalsep.models_cli:main", "list the shipped and registered models, and what the default is"),
-    "stream": ("vocalsep.stream_cli:main", "separate a live signal (pipe or file) block by block, bounded latency"),
-    "serve": ("vocalsep.serve:main", "serve a registered model behind request limits (MLflow's scoring app)"),
+    "summary": ("vocalsep.cli.summary:main", "print where the pipeline's results are and the headline numbers"),
+    "separate": ("vocalsep.cli.separate:main", "separate vocals from audio files"),
+    "models": ("vocalsep.cli.models:main", "list the shipped and registered models, and what the default is"),
+    "stream": ("vocalsep.cli.stream:main", "separate a live signal (pipe or file) block by block, bounded latency"),
+    "serve": ("vocalsep.cli.serve:main", "serve a registered model behind request limits (MLflow's scoring app)"),
     "serve-flows": ("flows.serve:main", "serve the Prefect deployments from one process"),
-    "register-base": ("vocalsep.base_model:register_base_main",
+    "register-base": ("vocalsep.cli.register_base:main",
                       "register the shipped base model; it becomes champion if the registry has none"),
-    "publish-base": ("vocalsep.publish:main", "write a trained checkpoint as the shipped base model + model card"),
+    "publish-base": ("vocalsep.base_model.publish:main", "write a trained checkpoint as the shipped base model + model card"),
     "provenance": ("vocalsep.provenance:main",
                    "print what a model learned from: sources, licences, sha256, data hash, git commit"),
 }

@@ -11,6 +11,6 @@ anything.
 
 from mlflow.models import set_model
 
-from vocalsep.serving import VocalSeparator
+from vocalsep.serving.pyfunc import VocalSeparator
 
 set_model(VocalSeparator())
