@@ -41,6 +41,16 @@ def shipped(tmp_path):
     return tmp_path, ckpt
 
 
+def test_publishing_the_same_weights_twice_writes_the_same_bytes(tmp_path):
+    """Byte-stable weights: the base model's registry identity is the sha256 of this file."""
+    ckpt = checkpoint()
+    written = set()
+    for attempt in range(8):  # safetensors orders a metadata map at random: one try could match by luck
+        export_pretrained(ckpt, tmp_path / str(attempt), note="test")
+        written.add((tmp_path / str(attempt) / WEIGHTS_NAME).read_bytes())
+    assert len(written) == 1
+
+
 def outputs(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     with torch.inference_mode():
         return model.eval()(x)

@@ -86,7 +86,9 @@ def export_pretrained(ckpt: dict[str, Any], folder: str | Path, **provenance: An
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in ckpt["state"].items()}
-    save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": FORMAT, "class": ckpt["class"]})
+    # one metadata key (the format is the config's): safetensors writes its metadata map in a random order, so
+    # two keys would make the same weights a different file on each publish, and a new registry version of the base
+    save_file(state, str(folder / WEIGHTS_NAME), metadata={"class": ckpt["class"]})
     config = {
         "format": FORMAT,
         "class": ckpt["class"],
