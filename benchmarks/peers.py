@@ -66,6 +66,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import budget  # noqa: E402  (benchmarks/budget.py: the budgeted training loop)
 import quality  # noqa: E402  (benchmarks/quality.py: the real mixtures and their scoring)
 from vocalsep.config import Params, load_params  # noqa: E402
+from vocalsep.contracts import sha256_file  # noqa: E402
 from vocalsep.errors import VocalsepError  # noqa: E402
 from vocalsep.model.checkpoint import load_checkpoint  # noqa: E402
 from vocalsep.loading import model_from_checkpoint  # noqa: E402
@@ -216,7 +217,7 @@ def quality_tracks(params: Params) -> tuple[list, dict]:
     """The quality benchmark's mixtures (built once, reused), its baseline rows and its config."""
     qargs = quality.parse_args([])
     sources = quality.ensure_corpus(qargs.spec, qargs.corpus, qargs.cache)
-    key = quality.mixtures_key(qargs, quality.sha256_file(qargs.spec))
+    key = quality.mixtures_key(qargs, sha256_file(qargs.spec))
     rows = quality.ensure_mixtures(qargs.mixtures, key, sources, params.normalize.peak_ceiling_db)
     tracks = [quality.read_mixture(qargs.mixtures / r["track"]) for r in rows]
     return tracks, {**key, "evaluate_window_seconds": params.evaluate.window_seconds}

@@ -5,6 +5,8 @@ any room may import. The files themselves are named as properties of `PathsParam
 
 from __future__ import annotations
 
+import hashlib
+
 from pathlib import Path
 
 # normalize -> validate -> index: the manifest's columns (docs/pipeline.md), column -> pandas dtype, in order.
@@ -27,3 +29,12 @@ def repo_relative(path: Path, root: Path) -> str:
         return path.relative_to(root).as_posix()
     except ValueError:
         return path.as_posix()
+
+
+def sha256_file(path: str | Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks: how manifests, .debs and weights are identified."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -20,7 +20,6 @@ list the same inputs, skip the same finished files and write the same record.
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import os
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from vocalsep.api import PARTIAL, Separator, write_stems
+from vocalsep.contracts import sha256_file
 from vocalsep.errors import VocalsepError
 from vocalsep.formats import OutputFormat
 
@@ -107,14 +107,10 @@ def find_inputs(specs: Sequence[str | Path], exclude: Path | None = None) -> tup
 
 def file_sha256(path: Path) -> str | None:
     """sha256 of a file's bytes, or None when it cannot be read (its separation then says why)."""
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        return sha256_file(path)
     except OSError:
         return None
-    return digest.hexdigest()
 
 
 def sweep_partial(out: Path) -> int:

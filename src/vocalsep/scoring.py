@@ -182,3 +182,10 @@ def score_testset(checkpoint: dict, params: Params, examples: int = 0,
     model, model_rate = model_from_checkpoint(checkpoint, params.separate.device)
     model = for_separation(model, params.separate)  # CPU: ONNX Runtime where it is faster
     return score_tracks(model, model_rate, params, examples, behaviour)
+
+
+def promotion_score(checkpoint: dict, params: Params) -> float:
+    """A loaded checkpoint's `export.metric` (median over `<paths.testset>`), as promotion compares it: one
+    separation per track, no behavioural tests; NaN where the metric is undefined."""
+    score = summarize(score_testset(checkpoint, params, behaviour=False)[0])[params.export.metric]
+    return float("nan") if score is None else float(score)

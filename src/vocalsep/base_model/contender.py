@@ -10,7 +10,6 @@ registry that export has not touched, and makes it champion where there is none.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import tempfile
 from pathlib import Path
@@ -18,9 +17,10 @@ from typing import Any
 
 from vocalsep import provenance, registry, tracking
 from vocalsep.config import Params
+from vocalsep.contracts import sha256_file
 from vocalsep.model import load_checkpoint, save_checkpoint
 from vocalsep.registry import CHAMPION
-from vocalsep.scoring import score_testset, summarize
+from vocalsep.scoring import promotion_score
 from vocalsep.serving.register import log_model
 
 log = logging.getLogger(__name__)
@@ -34,11 +34,7 @@ def weights_digest() -> str:
     from vocalsep.base_model.weights import WEIGHTS_NAME, pretrained_dir, read_config
 
     read_config()  # a missing or broken pretrained/ is named with what to do
-    digest = hashlib.sha256()
-    with open(pretrained_dir() / WEIGHTS_NAME, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(pretrained_dir() / WEIGHTS_NAME)
 
 
 def find_base(name: str, digest: str) -> tuple[str, dict[str, str]] | None:
@@ -61,14 +57,16 @@ def write_base_checkpoint(folder: Path) -> tuple[Path, int]:
     return checkpoint, rate
 
 
-def log_and_register(params: Params, checkpoint: Path, rate: int, extra_tags: dict[str, Any]) -> tuple[str, str]:
-    """Log the base model's pyfunc in a run of its own and register it; returns (version, run id)."""
+def log_and_register(params: Params, checkpoint: Path, rate: int, digest: str,
+                     extra_tags: dict[str, Any]) -> tuple[str, str]:
+    """Log the base model's pyfunc (weights of sha256 `digest`) in a run of its own and register it; returns
+    (version, run id)."""
     from vocalsep.base_model.weights import read_config
 
     config = read_config()
     origin = provenance.load_for(SOURCE)
     origin_file = provenance.write(origin, checkpoint.parent / provenance.FILE_NAME)
-    tags = {SOURCE_TAG: SOURCE, DIGEST_TAG: weights_digest(), **provenance.version_tags(origin),
+    tags = {SOURCE_TAG: SOURCE, DIGEST_TAG: digest, **provenance.version_tags(origin),
             "class": config["class"], "parameters": config.get("parameters", "?"), **extra_tags}
     with tracking.start_run(params.tracking, run_name="register-base") as run_id:
         model_uri = log_model(params, checkpoint, rate, origin_file, config_dir=checkpoint.parent)
@@ -78,14 +76,13 @@ def log_and_register(params: Params, checkpoint: Path, rate: int, extra_tags: di
 
 def score_base(checkpoint: Path, params: Params) -> float:
     """The base model's `export.metric` on `<paths.testset>` (NaN when undefined)."""
-    score = summarize(score_testset(load_checkpoint(checkpoint), params, behaviour=False)[0])[params.export.metric]
-    return float("nan") if score is None else float(score)
+    return promotion_score(load_checkpoint(checkpoint), params)
 
 
 def contender(params: Params, testset: str) -> tuple[str, float]:
     """The base model's (version, metric on THIS test set): registered if absent, scored if not yet on it."""
-    name, metric = params.export.registered_model, params.export.metric
-    found = find_base(name, weights_digest())
+    name, metric, digest = params.export.registered_model, params.export.metric, weights_digest()
+    found = find_base(name, digest)
     if found is not None and found[1].get(TESTSET_TAG) == testset:
         return found[0], float(found[1].get(metric, "nan"))
     with tempfile.TemporaryDirectory(prefix="vocalsep-base-") as tmp:
@@ -94,7 +91,7 @@ def contender(params: Params, testset: str) -> tuple[str, float]:
         score = score_base(checkpoint, params)
         scored = {metric: score, "metric": metric, TESTSET_TAG: testset}
         if found is None:
-            version, _ = log_and_register(params, checkpoint, rate, scored)
+            version, _ = log_and_register(params, checkpoint, rate, digest, scored)
             print(f"export: the shipped base model is registered as {name} version {version} (a contender)")
             return version, score
     registry.set_version_tags(name, found[0], scored)
@@ -111,11 +108,12 @@ def register_base(params: Params) -> dict[str, Any]:
     """
     name = params.export.registered_model
     tracking.configure(params.tracking)
-    found = find_base(name, weights_digest())
+    digest = weights_digest()
+    found = find_base(name, digest)
     run_id = None
     if found is None:
         with tempfile.TemporaryDirectory(prefix="vocalsep-base-") as tmp:
-            version, run_id = log_and_register(params, *write_base_checkpoint(Path(tmp)), {})
+            version, run_id = log_and_register(params, *write_base_checkpoint(Path(tmp)), digest, {})
     else:
         version = found[0]
     champion = registry.version_by_alias(name, CHAMPION)

@@ -4,7 +4,6 @@ sha256 checked, and only the audio a group selects extracted, never to a path ou
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import logging
 import shutil
 import subprocess
@@ -13,20 +12,13 @@ import tempfile
 from pathlib import Path, PurePosixPath
 
 
+from vocalsep.contracts import sha256_file
 from vocalsep.corpus.spec import CorpusError, Group, Package
 
 log = logging.getLogger(__name__)
 
 
 AUDIO_SUFFIXES = (".wav", ".ogg", ".oga", ".opus", ".mp3", ".flac")
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch_deb(package: Package, cache: str | Path) -> Path:

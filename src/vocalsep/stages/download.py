@@ -21,10 +21,9 @@ import yt_dlp
 
 from vocalsep.audio import probe_audio
 from vocalsep.config import DownloadParams, Params, PathsParams
-from vocalsep.corpus.debs import sha256_file
 from vocalsep.errors import StageError
 from vocalsep.sources import ROLES, Source, file_url_path, load_sources, resolve_url
-from vocalsep.contracts import repo_relative
+from vocalsep.contracts import repo_relative, sha256_file
 from vocalsep.stages._cli import run_stage
 from vocalsep.ytdlp import ARCHIVE_PREFIX, DownloadFailed, SourceDownloader, classify, ytdlp_options
 

@@ -40,7 +40,7 @@ from vocalsep.serving.pyfunc import CHANNELS
 from vocalsep.base_model import contender as base
 from vocalsep.stages._cli import run_stage
 from vocalsep.serving.register import log_model, model_tags
-from vocalsep.scoring import score_testset, summarize, testset_hash
+from vocalsep.scoring import promotion_score, testset_hash
 
 log = logging.getLogger(__name__)
 TESTSET_TAG = base.TESTSET_TAG  # version tag: the test set its metrics were measured on
@@ -102,9 +102,7 @@ def champion_score(params: Params, testset: str) -> tuple[tuple[str, float] | No
     if tags.get(TESTSET_TAG) == testset:
         return (version, float(tags.get(metric, "nan"))), False
     log.info("champion version %s was scored on another test set; scoring it on the current one", version)
-    checkpoint = load_checkpoint(checkpoint_from_uri(f"models:/{name}/{version}", params.tracking))
-    score = summarize(score_testset(checkpoint, params, behaviour=False)[0])[metric]  # promotion reads one metric
-    score = float("nan") if score is None else float(score)
+    score = promotion_score(load_checkpoint(checkpoint_from_uri(f"models:/{name}/{version}", params.tracking)), params)
     # the version's tags now tell the score on the current test set, so the registry UI never shows
     # numbers from two test sets side by side; the old score stays under a name that says so
     registry.set_version_tags(name, version, {metric: score, TESTSET_TAG: testset,
