@@ -11,16 +11,19 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 from urllib.parse import unquote
 
 import yaml
 
 from vocalsep.errors import VocalsepError
+from vocalsep.schema import Problem, Text, build, must, ranged
 
-ROLES = ("acapella", "instrumental")
-FIELDS = ("url", "role", "title", "license", "package", "version", "sample_rate")
+Role = Literal["acapella", "instrumental"]  # the one spelling of the roles (manifests, the corpus spec, the index)
+ROLES: tuple[str, ...] = typing.get_args(Role)
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
@@ -30,16 +33,22 @@ class SourcesError(VocalsepError):
 
 @dataclass(frozen=True)
 class Source:
-    """One manifest entry; `url` exactly as written, `id` = `source_id(url)`."""
+    """One manifest entry; `url` as written (stripped), `id` = `source_id(url)`; checked by `vocalsep.schema`."""
 
     url: str
-    role: str
-    title: str | None
-    license: str | None
-    id: str
-    package: str | None = None
-    version: str | None = None
-    sample_rate: int | None = None
+    role: Role
+    title: Text | None = must("text", None)
+    license: Text | None = must("text", None)
+    package: Text | None = must("text", None)
+    version: Text | None = must("text", None)
+    sample_rate: int | None = ranged(None, ge=0, must="a whole number of Hz")
+    id: str = field(init=False)
+
+    RULES = (("url", lambda s: _SCHEME.match(s.url) is not None,
+              "{url!r} has no scheme; write https://... or file:path/relative/to/the/manifest"),)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", source_id(self.url))
 
 
 def source_id(url: str) -> str:
@@ -73,38 +82,32 @@ def _read_yaml(path: Path) -> object:
         raise SourcesError(f"{path}: not valid YAML ({err}); fix the manifest") from None
 
 
-def _text(value: object, where: str, name: str) -> str | None:
-    """An optional text field; YAML numbers (a title like 1984) are taken as text."""
-    if value is None:
-        return None
-    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-        return str(value)
-    raise SourcesError(f"{where}: field '{name}' must be text, got {value!r}")
+_HELP = {"url": "give the song's URL", "role": f"use one of {', '.join(ROLES)}"}
+
+
+def _say(where: str):
+    """A manifest's wording of a schema problem: the file, the entry (1-based) and the field."""
+    def say(problem: Problem) -> str:
+        name = problem.names[0]
+        if problem.kind == "unknown":
+            return (f"{where}: unknown field(s) {', '.join(problem.names)}; "
+                    f"allowed: {', '.join(problem.allowed)}{problem.did_you_mean()}")
+        if problem.kind == "missing":
+            return f"{where}: field '{name}' is missing or empty; {_HELP.get(name, 'give a value')}"
+        if problem.kind == "choice":
+            return f"{where}: field '{name}' is {problem.value!r}; use one of {', '.join(problem.allowed)}"
+        if problem.kind == "rule":
+            return f"{where}: field '{name}' {problem.must}"
+        return f"{where}: field '{name}' must be {problem.must}, got {problem.value!r}"
+    return say
 
 
 def _entry(raw: object, where: str) -> Source:
     if not isinstance(raw, dict):
         raise SourcesError(f"{where}: expected a mapping with url and role, got {raw!r}")
-    unknown = sorted(set(map(str, raw)) - set(FIELDS))
-    if unknown:
-        raise SourcesError(f"{where}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(FIELDS)}")
-    url = raw.get("url")
-    if not isinstance(url, str) or not url.strip():
-        raise SourcesError(f"{where}: field 'url' is missing or empty; give the song's URL")
-    url = url.strip()
-    if not _SCHEME.match(url):
-        raise SourcesError(f"{where}: field 'url' {url!r} has no scheme; write https://... "
-                           "or file:path/relative/to/the/manifest")
-    role = raw.get("role")
-    if role not in ROLES:
-        raise SourcesError(f"{where}: field 'role' is {role!r}; use one of {', '.join(ROLES)}")
-    rate = raw.get("sample_rate")
-    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int) or rate < 0):
-        raise SourcesError(f"{where}: field 'sample_rate' must be a whole number of Hz, got {rate!r}")
-    return Source(url=url, role=role, title=_text(raw.get("title"), where, "title"),
-                  license=_text(raw.get("license"), where, "license"), id=source_id(url),
-                  package=_text(raw.get("package"), where, "package"),
-                  version=_text(raw.get("version"), where, "version"), sample_rate=rate)
+    if isinstance(raw.get("url"), str):
+        raw = {**raw, "url": raw["url"].strip()}
+    return build(Source, raw, say=_say(where), error=SourcesError)
 
 
 def load_sources(path: str | Path) -> list[Source]:

@@ -290,7 +290,7 @@ def test_hostile_deb_writes_nothing_outside_the_destination(tmp_path):
     dest = tmp_path / "work" / "dest"
     dest.mkdir(parents=True)
 
-    files = extract_groups(deb, [Group("all", "train", "acapella", ("*",))], dest)
+    files = extract_groups(deb, [Group(name="all", set="train", role="acapella", include=("*",))], dest)
 
     assert files == {"all": [dest / "usr/share/lnk/via-link.wav", dest / "usr/share/sounds/ok.wav"]}
     written = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if not p.is_dir())
@@ -304,7 +304,7 @@ def test_a_file_that_is_no_deb_is_a_corpus_error(tmp_path):
     bad = tmp_path / "bad.deb"
     bad.write_bytes(b"this is not an ar archive")
     with pytest.raises(CorpusError, match="dpkg-deb cannot read it"):
-        extract_groups(bad, [Group("all", "train", "acapella", ("*",))], tmp_path / "dest")
+        extract_groups(bad, [Group(name="all", set="train", role="acapella", include=("*",))], tmp_path / "dest")
 
 
 def test_join_utterances_fills_tracks_and_uses_every_file_once(tmp_path):
@@ -383,4 +383,4 @@ def test_a_failure_mid_extraction_stops_dpkg_deb_and_raises(tmp_path):
     deb = tmp_path / "x.deb"
     deb.write_bytes(ar_archive([("debian-binary", b"2.0\n"), ("control.tar.xz", control), ("data.tar.xz", data)]))
     with pytest.raises(OSError):
-        extract_groups(deb, [Group("all", "train", "acapella", ("*",))], tmp_path / "dest")
+        extract_groups(deb, [Group(name="all", set="train", role="acapella", include=("*",))], tmp_path / "dest")

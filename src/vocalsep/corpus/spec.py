@@ -1,17 +1,21 @@
 """The corpus spec (`sources/debian-corpus.yaml`): packages with a pinned version, sha256, licence and
-attribution, and groups of audio inside each (globs, role, set, joining, conditions); checked on load, with
-errors that name the entry and the key."""
+attribution, and groups of audio inside each (globs, role, set, joining, conditions); checked on load by the
+project's one schema library (`vocalsep.schema`), with errors that name the file, the entry and the field."""
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
 from vocalsep.errors import VocalsepError
-
+from vocalsep.schema import Problem, Text, build, must
+from vocalsep.sources import Role
 
 
 SETS = ("train", "eval")
@@ -27,26 +31,65 @@ class CorpusError(VocalsepError):
 class Group:
     """Audio files of one package used one way: `include` globs minus `exclude` globs, relative to the package root."""
 
-    name: str
-    set: str
-    role: str
-    include: tuple[str, ...]
+    set: Literal["train", "eval"]
+    role: Role
+    include: tuple[str, ...] = must("a non-empty list of globs")
+    name: str = ""  # the role when empty
     exclude: tuple[str, ...] = ()
     join: bool = False
     # eval groups only: "seen" when the audio shares a speaker, prompt series, game or recording chain with a
     # train group (benchmarks/quality.py reports those apart); "unseen" otherwise
-    conditions: str = "unseen"
+    conditions: Literal["unseen", "seen"] = "unseen"
+
+    RULES = (("conditions", lambda g: g.conditions == "unseen" or g.set == "eval",
+              "conditions is {conditions!r}; use seen or unseen, and only in an eval group"),)
 
 
 @dataclass(frozen=True)
 class Package:
     package: str
-    version: str
-    sha256: str
-    license: str
-    attribution: str
+    version: Text
+    sha256: Text
+    license: Text
+    attribution: Text
     groups: tuple[Group, ...]
     deb: str | None = None  # a local .deb instead of apt-get download (tests, offline mirrors)
+
+    RULES = (
+        ("package", lambda p: not p.package.startswith(RESERVED),
+         "{package} is reserved for independent evaluation and never used; remove it"),
+        ("sha256", lambda p: re.fullmatch("[0-9a-f]{64}", p.sha256.lower()) is not None,
+         "sha256 must be 64 hex digits, got {sha256!r}"),
+        ("groups", lambda p: not [n for n, c in Counter(g.name or g.role for g in p.groups).items() if c > 1],
+         # extract_groups keys files by group name: two groups of one name would each get both's files
+         "group name(s) {groups_twice} used twice; name each group apart"),
+    )
+
+    @property
+    def groups_twice(self) -> str:
+        return ", ".join(sorted(n for n, c in Counter(g.name or g.role for g in self.groups).items() if c > 1))
+
+
+def _say(where: str, entry: dict):
+    """The corpus spec's wording of a schema problem: the file, the package (and group) and the field."""
+    def say(problem: Problem) -> str:
+        place, at = where, problem.at
+        group = re.match(r"groups\[(\d+)\]\.?", at)
+        if group:
+            place, at = f"{where} ({entry.get('package')}) group {int(group[1]) + 1}", at[group.end():]
+        elif problem.kind == "rule":
+            place = f"{where} ({entry.get('package')})"
+        name = f"{at}.{problem.names[0]}" if at else problem.names[0]
+        if problem.kind == "unknown":
+            return f"{place}: unknown field(s) {', '.join(problem.names)}; allowed: {', '.join(problem.allowed)}{problem.did_you_mean()}"
+        if problem.kind == "missing":
+            return f"{place}: missing field(s) {', '.join(problem.names)}"
+        if problem.kind == "choice":
+            return f"{place}: {name} is {problem.value!r}; use one of {', '.join(problem.allowed)}"
+        if problem.kind == "rule":
+            return f"{place}: {problem.must}"
+        return f"{place}: {name} must be {problem.must}, got {problem.value!r}"
+    return say
 
 
 def load_spec(path: str | Path) -> list[Package]:
@@ -69,42 +112,11 @@ def load_spec(path: str | Path) -> list[Package]:
 def _package(entry: object, where: str, base: Path) -> Package:
     if not isinstance(entry, dict):
         raise CorpusError(f"{where}: expected a mapping (package, version, sha256, license, attribution, groups)")
-    unknown = sorted(set(map(str, entry)) - {"package", "version", "sha256", "license", "attribution", "groups", "deb"})
-    if unknown:
-        raise CorpusError(f"{where}: unknown field(s) {', '.join(unknown)}")
-    missing = [k for k in ("package", "version", "sha256", "license", "attribution", "groups") if not entry.get(k)]
-    if missing:
-        raise CorpusError(f"{where}: missing field(s) {', '.join(missing)}")
-    name = str(entry["package"])
-    if name.startswith(RESERVED):
-        raise CorpusError(f"{where}: {name} is reserved for independent evaluation and never used; remove it")
-    sha = str(entry["sha256"]).lower()
-    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
-        raise CorpusError(f"{where} ({name}): sha256 must be 64 hex digits, got {entry['sha256']!r}")
-    groups = tuple(_group(g, f"{where} ({name}) group {i}") for i, g in enumerate(entry["groups"], 1))
-    twice = sorted(n for n, c in Counter(g.name for g in groups).items() if c > 1)
-    if twice:  # extract_groups keys files by group name: two groups of one name would each get both's files
-        raise CorpusError(f"{where} ({name}): group name(s) {', '.join(twice)} used twice; name each group apart")
-    deb = entry.get("deb")
-    return Package(name, str(entry["version"]), sha, str(entry["license"]), str(entry["attribution"]), groups,
-                   str((base / deb).resolve()) if deb else None)
-
-
-def _group(raw: object, where: str) -> Group:
-    if not isinstance(raw, dict):
-        raise CorpusError(f"{where}: expected a mapping (name, set, role, include)")
-    unknown = sorted(set(raw) - {"name", "set", "role", "include", "exclude", "join", "conditions"})
-    if unknown:
-        raise CorpusError(f"{where}: unknown field(s) {', '.join(unknown)}")
-    if raw.get("set") not in SETS:
-        raise CorpusError(f"{where}: set is {raw.get('set')!r}; use one of {', '.join(SETS)}")
-    if raw.get("role") not in ("acapella", "instrumental"):
-        raise CorpusError(f"{where}: role is {raw.get('role')!r}; use acapella or instrumental")
-    include = raw.get("include")
-    if not include or not isinstance(include, list):
-        raise CorpusError(f"{where}: include must be a non-empty list of globs")
-    conditions = raw.get("conditions", "unseen")
-    if conditions not in CONDITIONS or (conditions != "unseen" and raw["set"] != "eval"):
-        raise CorpusError(f"{where}: conditions is {conditions!r}; use seen or unseen, and only in an eval group")
-    return Group(str(raw.get("name") or raw["role"]), raw["set"], raw["role"], tuple(map(str, include)),
-                 tuple(map(str, raw.get("exclude") or ())), bool(raw.get("join", False)), conditions)
+    if isinstance(entry.get("groups"), list):
+        for i, group in enumerate(entry["groups"], 1):
+            if not isinstance(group, dict):
+                raise CorpusError(f"{where} ({entry.get('package')}) group {i}: expected a mapping (name, set, role, include)")
+    package = build(Package, entry, say=_say(where, entry), error=CorpusError)
+    groups = tuple(dataclasses.replace(g, name=g.name or g.role) for g in package.groups)
+    return dataclasses.replace(package, sha256=package.sha256.lower(), groups=groups,
+                               deb=str((base / package.deb).resolve()) if package.deb else None)
