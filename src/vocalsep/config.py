@@ -235,6 +235,7 @@ class AugmentParams:
     music_speed: float = probability()
     music_speed_factor: tuple[float, float] = ranged((0.94, 1.06), ge=0.5, le=2.0)
     music_eq: float = probability()
+    music_lowpass: float = probability()  # the music band-limited too (lowpass_hz), so bandwidth is no cue for voice
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,19 @@ def test_lowpass_cutoff_stays_below_nyquist():
     assert np.abs(out).max() > 0.01
 
 
+def test_music_is_band_limited_by_its_own_probability():
+    """The music chain's low-pass fires on music_lowpass alone (the voice's lowpass probability does not move it)."""
+    rate = 44100
+    audio = noise(rate=rate)
+    only = {name: 0.0 for name in EVERY}
+    cut = dict(lowpass_hz=(6000.0, 6000.0))
+    out = augment.augment_accompaniment(audio, rate, np.random.default_rng(0), params(**{**only, "music_lowpass": 1.0}, **cut))
+    check_audio(out, audio)
+    assert db(band_power(out, rate, 10000, 20000) / band_power(audio, rate, 10000, 20000)) < -25
+    same = augment.augment_accompaniment(audio, rate, np.random.default_rng(0), params(**{**only, "lowpass": 1.0}, **cut))
+    assert same is audio
+
+
 def eq_spread_db(out: np.ndarray, audio: np.ndarray) -> float:
     """Range over octave bands of the output/input power ratio, in dB."""
     edges = [60, 120, 250, 500, 1000, 2000, 4000, 7900]

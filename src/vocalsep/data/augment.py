@@ -6,7 +6,7 @@ The voice stem gets new "speakers" and new recording chains: pitch shift (the
 formants move with the pitch, so a shifted voice sounds like another person), a resampling speed change (pitch and tempo
 together), band limits (phone band 300-3400 Hz, a random low-pass such as 11 kHz),
 random peaking and shelving EQ, room reverb, compression and tanh saturation.
-The music stem gets EQ and a speed change. Each transform fires with its own
+The music stem gets EQ, a speed change and the same random low-pass. Each transform fires with its own
 probability from `AugmentParams`; every random number comes from the
 `numpy.random.Generator` passed in, so an example is the same in any worker,
 rank or resumed run. Arrays are `(channels, samples)` float32 in and out, of
@@ -129,7 +129,10 @@ VOICE_CHAIN: tuple[tuple[str, Transform], ...] = (
     ("pitch_shift", pitch_shift), ("speed", voice_speed), ("phone_band", phone_band), ("lowpass", lowpass),
     ("eq", equalize), ("reverb", reverb), ("compress", compress), ("saturate", saturate),
 )
-MUSIC_CHAIN: tuple[tuple[str, Transform], ...] = (("music_speed", music_speed), ("music_eq", equalize))
+# The music is band-limited as often as the voice: with band-limited voices only, a narrow band became a cue
+# for voice, and 8 kHz music on hold came back nearly whole (benchmarks/results/quality.json, base_v6).
+MUSIC_CHAIN: tuple[tuple[str, Transform], ...] = (("music_speed", music_speed), ("music_eq", equalize),
+                                                  ("music_lowpass", lowpass))
 
 
 def is_active(params: AugmentParams) -> bool:
