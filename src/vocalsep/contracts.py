@@ -38,3 +38,11 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+SOURCE_TAG, SOURCE = "source", "pretrained"  # the registry tag that marks a version as the shipped base model
+
+
+def is_base(tags: dict) -> bool:
+    """Whether a registry version's tags mark it as the shipped base model (the export stage, the CLI)."""
+    return tags.get(SOURCE_TAG) == SOURCE

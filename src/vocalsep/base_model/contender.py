@@ -17,14 +17,13 @@ from typing import Any
 
 from vocalsep import provenance, registry, tracking
 from vocalsep.config import Params
-from vocalsep.contracts import sha256_file
+from vocalsep.contracts import SOURCE, SOURCE_TAG, is_base, sha256_file
 from vocalsep.model import load_checkpoint, save_checkpoint
 from vocalsep.registry import CHAMPION
 from vocalsep.scoring import promotion_score
 from vocalsep.serving.register import log_model
 
 log = logging.getLogger(__name__)
-SOURCE_TAG, SOURCE = "source", "pretrained"  # the tag that marks a version as the shipped base model
 DIGEST_TAG = "weights_sha256"  # which base model: the sha256 of its safetensors file
 TESTSET_TAG = "testset_hash"  # version tag: the test set its metrics were measured on (as export's)
 
@@ -40,7 +39,7 @@ def weights_digest() -> str:
 def find_base(name: str, digest: str) -> tuple[str, dict[str, str]] | None:
     """The newest registered version of these base weights, `(version, tags)`, or None."""
     for row in registry.list_versions(name):  # newest first
-        if row["tags"].get(SOURCE_TAG) == SOURCE and row["tags"].get(DIGEST_TAG) == digest:
+        if is_base(row["tags"]) and row["tags"].get(DIGEST_TAG) == digest:
             return row["version"], row["tags"]
     return None
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from vocalsep.contracts import is_base
 from vocalsep.config import DEFAULT_PARAMS, Params, cli_params
 from vocalsep.errors import VocalsepError
 from vocalsep.base_model.weights import PRETRAINED, PRETRAINED_LIVE, read_config, shipped_dir
@@ -71,7 +72,7 @@ def _is_number(value: Any) -> bool:
 
 def learned_from(tags: dict[str, str]) -> str:
     """What a version learned from, in words, from its tags (provenance and the export stage's)."""
-    if tags.get("source") == "pretrained":
+    if is_base(tags):
         return "the shipped base model (real recorded speech over real game music)"
     if tags.get("trained_on"):
         return tags["trained_on"]

@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from vocalsep.contracts import is_base
 from vocalsep.config import DEFAULT_PARAMS, Params, load_params
 
 
@@ -55,7 +56,7 @@ def live_registry_lines(params: Params, record: dict | None) -> list[str]:
     if live is None:
         return [f"registry now: {name} has no champion"]
     version, tags = live
-    origin = "the shipped base model" if tags.get("source") == "pretrained" else tags.get("trained_on", "")
+    origin = "the shipped base model" if is_base(tags) else tags.get("trained_on", "")
     line = f"registry now: champion is {name} version {version}" + (f" ({origin})" if origin else "")
     recorded = (record or {}).get("champion_version")
     if recorded is not None and str(recorded) != version:

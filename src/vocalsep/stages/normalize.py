@@ -12,7 +12,6 @@ write the same manifest as `normalize`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import multiprocessing
@@ -29,7 +28,7 @@ from tqdm import tqdm
 from vocalsep import audio, levels
 from vocalsep.config import Params
 from vocalsep.errors import AudioError, StageError
-from vocalsep.contracts import MANIFEST_COLUMNS, repo_relative
+from vocalsep.contracts import MANIFEST_COLUMNS, repo_relative, sha256_file
 from vocalsep.stages._cli import run_stage
 
 log = logging.getLogger(__name__)
@@ -107,7 +106,7 @@ def normalize_file(download: dict, params: Params, root: Path) -> dict:
     row.update(path=repo_relative(out, root), sample_rate=sr, channels=normalized.shape[1],
                peak=levels.peak_db(normalized), loudness=levels.integrated_loudness(normalized, sr),
                silence_ratio=levels.silence_ratio(normalized, sr, norm.silence_threshold_db),
-               sha256=hashlib.sha256(out.read_bytes()).hexdigest(), status="ok", reason="")
+               sha256=sha256_file(out), status="ok", reason="")
     return row
 
 
