@@ -111,12 +111,16 @@ def test_music_is_band_limited_by_its_own_probability():
     rate = 44100
     audio = noise(rate=rate)
     only = {name: 0.0 for name in EVERY}
-    cut = dict(lowpass_hz=(6000.0, 6000.0))
+    cut = dict(lowpass_hz=(6000.0, 6000.0), music_lowpass_hz=(6000.0, 6000.0))
     out = augment.augment_accompaniment(audio, rate, np.random.default_rng(0), params(**{**only, "music_lowpass": 1.0}, **cut))
     check_audio(out, audio)
     assert db(band_power(out, rate, 10000, 20000) / band_power(audio, rate, 10000, 20000)) < -25
     same = augment.augment_accompaniment(audio, rate, np.random.default_rng(0), params(**{**only, "lowpass": 1.0}, **cut))
     assert same is audio
+    wide = augment.augment_accompaniment(audio, rate, np.random.default_rng(0),
+                                         params(**{**only, "music_lowpass": 1.0}, lowpass_hz=(6000.0, 6000.0),
+                                                music_lowpass_hz=(15000.0, 15000.0)))
+    assert db(band_power(wide, rate, 10000, 13000) / band_power(audio, rate, 10000, 13000)) > -10  # its own range, not 6 kHz
 
 
 def eq_spread_db(out: np.ndarray, audio: np.ndarray) -> float:

@@ -6,7 +6,7 @@ The voice stem gets new "speakers" and new recording chains: pitch shift (the
 formants move with the pitch, so a shifted voice sounds like another person), a resampling speed change (pitch and tempo
 together), band limits (phone band 300-3400 Hz, a random low-pass such as 11 kHz),
 random peaking and shelving EQ, room reverb, compression and tanh saturation.
-The music stem gets EQ, a speed change and the same random low-pass. Each transform fires with its own
+The music stem gets EQ, a speed change and a random low-pass (as narrow as 8 kHz files). Each transform fires with its own
 probability from `AugmentParams`; every random number comes from the
 `numpy.random.Generator` passed in, so an example is the same in any worker,
 rank or resumed run. Arrays are `(channels, samples)` float32 in and out, of
@@ -90,6 +90,12 @@ def lowpass(audio: np.ndarray, sample_rate: int, rng: np.random.Generator, p: Au
     return _run([pedalboard.LadderFilter(pedalboard.LadderFilter.Mode.LPF24, cutoff_hz=cutoff)], audio, sample_rate)
 
 
+def music_lowpass(audio: np.ndarray, sample_rate: int, rng: np.random.Generator, p: AugmentParams) -> np.ndarray:
+    """The music through the same low-pass at a cutoff in `music_lowpass_hz` (8 and 16 kHz files, phone lines)."""
+    cutoff = _cutoff(_uniform(rng, p.music_lowpass_hz), sample_rate)
+    return _run([pedalboard.LadderFilter(pedalboard.LadderFilter.Mode.LPF24, cutoff_hz=cutoff)], audio, sample_rate)
+
+
 def equalize(audio: np.ndarray, sample_rate: int, rng: np.random.Generator, p: AugmentParams) -> np.ndarray:
     """A low shelf (80-400 Hz), a peak (200 Hz-5 kHz, log-uniform) and a high shelf (3-10 kHz), gains in `eq_db`."""
     def hz(low: float, high: float) -> float:
@@ -132,7 +138,7 @@ VOICE_CHAIN: tuple[tuple[str, Transform], ...] = (
 # The music is band-limited as often as the voice: with band-limited voices only, a narrow band became a cue
 # for voice, and 8 kHz music on hold came back nearly whole (benchmarks/results/quality.json, base_v6).
 MUSIC_CHAIN: tuple[tuple[str, Transform], ...] = (("music_speed", music_speed), ("music_eq", equalize),
-                                                  ("music_lowpass", lowpass))
+                                                  ("music_lowpass", music_lowpass))
 
 
 def is_active(params: AugmentParams) -> bool:
