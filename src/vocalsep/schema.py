@@ -44,7 +44,7 @@ class Problem:
     closest: tuple[tuple[str, str], ...] = ()  # (unknown key, the closest allowed key) where one is close
 
     def did_you_mean(self) -> str:
-        """"; did you mean role?" for the closest keys, or ""."""
+        """A suffix naming the closest allowed keys ('; did you mean role?'), or an empty string."""
         return f"; did you mean {', '.join(close for _, close in self.closest)}?" if self.closest else ""
 
     @property
