@@ -43,6 +43,15 @@ class Problem:
     message: str = ""  # params.yaml's wording: the dotted key and what is allowed
     closest: tuple[tuple[str, str], ...] = ()  # (unknown key, the closest allowed key) where one is close
 
+    def words(self, label: str) -> str:
+        """The wording the corpus spec and the manifests share, for an unknown key, a wrong choice or a wrong
+        type or range: `label` names the key as the document does ("role", "field 'role'")."""
+        if self.kind == "unknown":
+            return f"unknown field(s) {', '.join(self.names)}; allowed: {', '.join(self.allowed)}{self.did_you_mean()}"
+        if self.kind == "choice":
+            return f"{label} is {self.value!r}; use one of {', '.join(self.allowed)}"
+        return f"{label} must be {self.must}, got {self.value!r}"
+
     def did_you_mean(self) -> str:
         """A suffix naming the closest allowed keys ('; did you mean role?'), or an empty string."""
         return f"; did you mean {', '.join(close for _, close in self.closest)}?" if self.closest else ""

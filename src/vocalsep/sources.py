@@ -89,16 +89,11 @@ def _say(where: str):
     """A manifest's wording of a schema problem: the file, the entry (1-based) and the field."""
     def say(problem: Problem) -> str:
         name = problem.names[0]
-        if problem.kind == "unknown":
-            return (f"{where}: unknown field(s) {', '.join(problem.names)}; "
-                    f"allowed: {', '.join(problem.allowed)}{problem.did_you_mean()}")
         if problem.kind == "missing":
             return f"{where}: field '{name}' is missing or empty; {_HELP.get(name, 'give a value')}"
-        if problem.kind == "choice":
-            return f"{where}: field '{name}' is {problem.value!r}; use one of {', '.join(problem.allowed)}"
         if problem.kind == "rule":
             return f"{where}: field '{name}' {problem.must}"
-        return f"{where}: field '{name}' must be {problem.must}, got {problem.value!r}"
+        return f"{where}: {problem.words(f'field {name!r}')}"
     return say
 
 

@@ -80,15 +80,11 @@ def _say(where: str, entry: dict):
         elif problem.kind == "rule":
             place = f"{where} ({entry.get('package')})"
         name = f"{at}.{problem.names[0]}" if at else problem.names[0]
-        if problem.kind == "unknown":
-            return f"{place}: unknown field(s) {', '.join(problem.names)}; allowed: {', '.join(problem.allowed)}{problem.did_you_mean()}"
         if problem.kind == "missing":
             return f"{place}: missing field(s) {', '.join(problem.names)}"
-        if problem.kind == "choice":
-            return f"{place}: {name} is {problem.value!r}; use one of {', '.join(problem.allowed)}"
         if problem.kind == "rule":
             return f"{place}: {problem.must}"
-        return f"{place}: {name} must be {problem.must}, got {problem.value!r}"
+        return f"{place}: {problem.words(name)}"
     return say
 
 
