@@ -235,6 +235,7 @@ class AugmentParams:
     music_speed: float = probability()
     music_speed_factor: tuple[float, float] = ranged((0.94, 1.06), ge=0.5, le=2.0)
     music_eq: float = probability()
+    music_mono: float = probability()  # the music folded to mono, so a centred, mono sound is no cue for voice
     music_lowpass: float = probability()  # the music band-limited too, so bandwidth is no cue for voice
     music_lowpass_hz: tuple[float, float] = ranged((3400.0, 8000.0), ge=500, unit="Hz")
 

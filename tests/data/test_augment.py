@@ -123,6 +123,22 @@ def test_music_is_band_limited_by_its_own_probability():
     assert db(band_power(wide, rate, 10000, 13000) / band_power(audio, rate, 10000, 13000)) > -10  # its own range, not 6 kHz
 
 
+def test_music_is_folded_to_mono_by_its_own_probability():
+    """music_mono leaves one signal in both channels, the mid of the input (before level matching); the voice
+    chain never folds, and with music_mono 0 the stereo music is untouched."""
+    audio = noise(seed=1)
+    audio[1] = noise(seed=2)[1]   # independent channels: wide stereo
+    only = {name: 0.0 for name in EVERY}
+    out = augment.augment_accompaniment(audio, RATE, np.random.default_rng(0), params(**{**only, "music_mono": 1.0}))
+    check_audio(out, audio)
+    assert np.array_equal(out[0], out[1])
+    mid = audio.mean(axis=0)
+    assert abs(np.corrcoef(out[0], mid)[0, 1] - 1) < 1e-6
+    assert augment.augment_accompaniment(audio, RATE, np.random.default_rng(0), params(**only)) is audio
+    voice = augment.augment_vocals(audio, RATE, np.random.default_rng(0), params(**{**only, "music_mono": 1.0}))
+    assert voice is audio
+
+
 def eq_spread_db(out: np.ndarray, audio: np.ndarray) -> float:
     """Range over octave bands of the output/input power ratio, in dB."""
     edges = [60, 120, 250, 500, 1000, 2000, 4000, 7900]

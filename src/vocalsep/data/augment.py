@@ -96,6 +96,11 @@ def music_lowpass(audio: np.ndarray, sample_rate: int, rng: np.random.Generator,
     return _run([pedalboard.LadderFilter(pedalboard.LadderFilter.Mode.LPF24, cutoff_hz=cutoff)], audio, sample_rate)
 
 
+def music_mono(audio: np.ndarray, sample_rate: int, rng: np.random.Generator, p: AugmentParams) -> np.ndarray:
+    """The music folded to mono, the same signal in every channel (mono records, phone lines, music on hold)."""
+    return np.repeat(audio.mean(axis=0, keepdims=True), audio.shape[0], axis=0)
+
+
 def equalize(audio: np.ndarray, sample_rate: int, rng: np.random.Generator, p: AugmentParams) -> np.ndarray:
     """A low shelf (80-400 Hz), a peak (200 Hz-5 kHz, log-uniform) and a high shelf (3-10 kHz), gains in `eq_db`."""
     def hz(low: float, high: float) -> float:
@@ -137,8 +142,10 @@ VOICE_CHAIN: tuple[tuple[str, Transform], ...] = (
 )
 # The music is band-limited as often as the voice: with band-limited voices only, a narrow band became a cue
 # for voice, and 8 kHz music on hold came back nearly whole (benchmarks/results/quality.json, base_v6).
-MUSIC_CHAIN: tuple[tuple[str, Transform], ...] = (("music_speed", music_speed), ("music_eq", equalize),
-                                                  ("music_lowpass", music_lowpass))
+# It is folded to mono too: the training voices are mono (the same in both channels), and base_v7 let
+# stereo music through 2-10 dB louder once it was folded to mono (benchmarks/results/leak-mono.json).
+MUSIC_CHAIN: tuple[tuple[str, Transform], ...] = (("music_mono", music_mono), ("music_speed", music_speed),
+                                                  ("music_eq", equalize), ("music_lowpass", music_lowpass))
 
 
 def is_active(params: AugmentParams) -> bool:
