@@ -1,0 +1,110 @@
+"""Music alone in, and what comes out as vocals: leak by how the music was recorded.
+
+For every instrumental file of the quality benchmark's eval corpus (built by
+`benchmarks/quality.py` in `data/quality/corpus`; music no model trained on), a
+15 s excerpt at -26 dBFS RMS is separated four ways: as it is (stereo), folded
+to mono, low-passed at 3.5 kHz (24 dB/octave: an 8 kHz file), and both. The
+leak is the vocals' level relative to the input, in dB (lower is better; the
+quality benchmark's target is -25 dB). Music that is already mono or narrow
+(music on hold: 8 kHz mono) is the same four times, apart from the low-pass.
+
+It asks one question: is a centred, mono or narrow sound a cue the model takes
+for voice? The training voices are mono, and many are 8 kHz prompts.
+
+Usage: python benchmarks/leak.py [--model NAME=SPEC ...] [--corpus data/quality/corpus]
+       [--out benchmarks/results/leak-mono.json]
+SPEC is what `vocalsep.Separator` takes: pretrained or a checkpoint path. Rows merge by model name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pedalboard
+import soundfile as sf
+import soxr
+
+RATE = 44100
+SECONDS = 15.0
+LEVEL_RMS = 0.05   # -26 dBFS
+WAYS = ("stereo", "mono", "lowpass", "mono+lowpass")
+
+
+def excerpt(path: Path) -> np.ndarray:
+    """(frames, 2) float32: 15 s from 30 s in (or the start of a shorter file), at RATE and LEVEL_RMS."""
+    audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    if rate != RATE:
+        audio = soxr.resample(audio, rate, RATE)
+    if audio.shape[1] == 1:
+        audio = np.repeat(audio, 2, axis=1)
+    start = 30 * RATE if audio.shape[0] > (30 + SECONDS) * RATE else 0
+    audio = audio[start:start + int(SECONDS * RATE), :2]
+    return np.ascontiguousarray(audio / (np.sqrt(np.mean(audio ** 2)) + 1e-9) * LEVEL_RMS, dtype=np.float32)
+
+
+def ways(audio: np.ndarray) -> dict[str, np.ndarray]:
+    mono = np.repeat(audio.mean(axis=1, keepdims=True), 2, axis=1)
+    lowpass = pedalboard.Pedalboard([pedalboard.LadderFilter(pedalboard.LadderFilter.Mode.LPF24, cutoff_hz=3500)])
+    def low(x: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(lowpass(np.ascontiguousarray(x.T), RATE).T)
+    return {"stereo": audio, "mono": mono, "lowpass": low(audio), "mono+lowpass": low(mono)}
+
+
+def db(x: np.ndarray) -> float:
+    return float(10 * np.log10(np.mean(np.square(x, dtype=np.float64)) + 1e-12))
+
+
+def score(spec: str, files: list[Path]) -> dict:
+    from vocalsep import Separator
+    separator = Separator(spec, "cpu", threads=2)
+    tracks = []
+    for path in files:
+        inputs = ways(excerpt(path))
+        leak = {way: round(db(separator.vocals(x, RATE)) - db(x), 2) for way, x in inputs.items()}
+        tracks.append({"family": path.parent.name, "file": path.name, **leak})
+        print(f"[leak] {spec}: {path.parent.name}/{path.name} {leak}", flush=True)
+    families = sorted({t["family"] for t in tracks})
+    def median(rows: list[dict], way: str) -> float:
+        return round(float(np.median([r[way] for r in rows])), 2)
+    return {"spec": spec, "median": {way: median(tracks, way) for way in WAYS},
+            "families": {f: {way: median([t for t in tracks if t["family"] == f], way) for way in WAYS}
+                         for f in families},
+            "tracks": tracks}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", default=[], help="NAME=SPEC (default base=pretrained)")
+    parser.add_argument("--corpus", type=Path, default=Path("data/quality/corpus"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/leak-mono.json"))
+    args = parser.parse_args(argv)
+    files = sorted((args.corpus / "instrumental").glob("*/*"))
+    if not files:
+        print(f"[leak] no music in {args.corpus / 'instrumental'}: run benchmarks/quality.py once to build the "
+              f"eval corpus, or pass --corpus", file=sys.stderr)
+        return 2
+    old = json.loads(args.out.read_text()) if args.out.exists() else {}
+    models = dict(old.get("models", {}))
+    for item in args.model or ["base=pretrained"]:
+        name, _, spec = item.partition("=")
+        models[name] = score(spec or name, files)
+    result = {"benchmark": "leak", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+              "setup": {"seconds": SECONDS, "level_dbfs": -26, "lowpass_hz": 3500, "files": len(files),
+                        "note": "leak = vocals level - input level (dB); lower is better"},
+              "models": models}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({name: row["median"] for name, row in models.items()}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
