@@ -27,9 +27,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pedalboard
-import soundfile as sf
-import soxr
+
+from vocalsep.audio import read_audio, resample, to_stereo
+from vocalsep.config import AugmentParams
+from vocalsep.data import augment
+from vocalsep.metrics import leak
 
 RATE = 44100
 SECONDS = 15.0
@@ -39,26 +41,21 @@ WAYS = ("stereo", "mono", "lowpass", "mono+lowpass")
 
 def excerpt(path: Path) -> np.ndarray:
     """(frames, 2) float32: 15 s from 30 s in (or the start of a shorter file), at RATE and LEVEL_RMS."""
-    audio, rate = sf.read(path, dtype="float32", always_2d=True)
-    if rate != RATE:
-        audio = soxr.resample(audio, rate, RATE)
-    if audio.shape[1] == 1:
-        audio = np.repeat(audio, 2, axis=1)
+    audio, rate = read_audio(path)
+    audio = resample(to_stereo(audio), rate, RATE)
     start = 30 * RATE if audio.shape[0] > (30 + SECONDS) * RATE else 0
-    audio = audio[start:start + int(SECONDS * RATE), :2]
+    audio = audio[start:start + int(SECONDS * RATE)]
     return np.ascontiguousarray(audio / (np.sqrt(np.mean(audio ** 2)) + 1e-9) * LEVEL_RMS, dtype=np.float32)
 
 
 def ways(audio: np.ndarray) -> dict[str, np.ndarray]:
-    mono = np.repeat(audio.mean(axis=1, keepdims=True), 2, axis=1)
-    lowpass = pedalboard.Pedalboard([pedalboard.LadderFilter(pedalboard.LadderFilter.Mode.LPF24, cutoff_hz=3500)])
-    def low(x: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(lowpass(np.ascontiguousarray(x.T), RATE).T)
-    return {"stereo": audio, "mono": mono, "lowpass": low(audio), "mono+lowpass": low(mono)}
-
-
-def db(x: np.ndarray) -> float:
-    return float(10 * np.log10(np.mean(np.square(x, dtype=np.float64)) + 1e-12))
+    """The training's own music transforms (`data.augment`), on (frames, 2) audio."""
+    fixed = AugmentParams(music_lowpass_hz=(3500.0, 3500.0))
+    def apply(transform: augment.Transform, x: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(transform(np.ascontiguousarray(x.T), RATE, np.random.default_rng(0), fixed).T)
+    mono = apply(augment.music_mono, audio)
+    return {"stereo": audio, "mono": mono, "lowpass": apply(augment.music_lowpass, audio),
+            "mono+lowpass": apply(augment.music_lowpass, mono)}
 
 
 def score(spec: str, files: list[Path]) -> dict:
@@ -67,9 +64,9 @@ def score(spec: str, files: list[Path]) -> dict:
     tracks = []
     for path in files:
         inputs = ways(excerpt(path))
-        leak = {way: round(db(separator.vocals(x, RATE)) - db(x), 2) for way, x in inputs.items()}
-        tracks.append({"family": path.parent.name, "file": path.name, **leak})
-        print(f"[leak] {spec}: {path.parent.name}/{path.name} {leak}", flush=True)
+        leaks = {way: round(leak(x, separator.vocals(x, RATE)), 2) for way, x in inputs.items()}
+        tracks.append({"family": path.parent.name, "file": path.name, **leaks})
+        print(f"[leak] {spec}: {path.parent.name}/{path.name} {leaks}", flush=True)
     families = sorted({t["family"] for t in tracks})
     def median(rows: list[dict], way: str) -> float:
         return round(float(np.median([r[way] for r in rows])), 2)
