@@ -286,6 +286,13 @@ class SeparateParams:
     batch_size: int = ranged(4, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     runtime: Literal["auto", "torch", "onnxruntime"] = "auto"
+    shifts: int = ranged(0, ge=0, le=8)
+    wiener_power: float = ranged(0.0, ge=0, le=8, must="0 (off) or an exponent from 1 to 8")
+
+    RULES: ClassVar[Rules] = (
+        ("wiener_power", lambda s: s.wiener_power == 0 or s.wiener_power >= 1,
+         "must be 0 (off) or at least 1: below 1 the filter blurs voice and music together"),
+    )
 
 
 @dataclass(frozen=True)

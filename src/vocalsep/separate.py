@@ -28,6 +28,7 @@ from vocalsep.audio import resample
 from vocalsep.config import SeparateParams
 from vocalsep.devices import pick_device
 from vocalsep.errors import VocalsepError
+from vocalsep.refine import refined
 
 
 
@@ -191,9 +192,10 @@ def _overlap_add_chunks(model: nn.Module, mixture: np.ndarray, chunk: int, overl
 def separate_with_params(
     model: nn.Module, mixture: np.ndarray, sample_rate: int, params: SeparateParams, progress: bool = False
 ) -> np.ndarray:
-    """`separate` with chunk, overlap, batch and device from `params.separate` (seconds -> samples)."""
+    """`separate` with chunk, overlap, batch and device from `params.separate` (seconds -> samples), and what it
+    wraps around the model: time-shift averaging (`shifts` > 0), the Wiener post-filter (`wiener_power` > 0)."""
     return separate(
-        model,
+        refined(model, params),
         mixture,
         chunk_samples=max(1, round(params.chunk_seconds * sample_rate)),
         overlap_samples=round(params.overlap_seconds * sample_rate),

@@ -31,6 +31,7 @@ from vocalsep.devices import pick_device
 from vocalsep.errors import AudioError
 from vocalsep.formats import OutputFormat
 from vocalsep.file_blocks import BLOCK_FRAMES, audio_blocks
+from vocalsep.refine import refined
 from vocalsep.separate import (check_deadline, chunk_offsets, context_window, fade_window, fit_length, overlap_add,
                                same_size)
 
@@ -142,8 +143,9 @@ class StreamingCore:
 
 
 def streaming_core(model: nn.Module, sample_rate: int, params: SeparateParams, context=None) -> StreamingCore:
-    """A StreamingCore with chunk, overlap, batch and device from `params` (seconds -> samples)."""
-    return StreamingCore(model, chunk_samples=max(1, round(params.chunk_seconds * sample_rate)),
+    """A StreamingCore with chunk, overlap, batch and device from `params` (seconds -> samples), around the model
+    as `params` wraps it (`vocalsep.refine.refined`: shifts, Wiener post-filter), as `separate_with_params` does."""
+    return StreamingCore(refined(model, params), chunk_samples=max(1, round(params.chunk_seconds * sample_rate)),
                          overlap_samples=round(params.overlap_seconds * sample_rate), batch_size=params.batch_size,
                          device=pick_device(params.device, "separate.device"), context=context)
 

@@ -174,7 +174,7 @@ ROOMS = [
                "vocalsep.corpus."]),
     ("model", ["vocalsep.model."]),
     ("tracking", ["vocalsep.tracking"]),
-    ("core", ["vocalsep.separate", "vocalsep.streaming", "vocalsep.runtime"]),
+    ("core", ["vocalsep.separate", "vocalsep.refine", "vocalsep.streaming", "vocalsep.runtime"]),
     ("loading", ["vocalsep.base_model", "vocalsep.base_model.weights", "vocalsep.registry", "vocalsep.provenance",
                  "vocalsep.loading", "vocalsep.default_model"]),
     ("scoring", ["vocalsep.scoring", "vocalsep.report"]),
