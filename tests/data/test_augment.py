@@ -74,6 +74,44 @@ def test_speed_change_moves_a_tone_and_keeps_the_length(factor):
         assert np.all(out[:, played + 10:] == 0) and np.abs(out[:, :played - 10]).max() > 0.1
 
 
+def gliding_voice(seconds: float = 4.0, rate: int = RATE) -> tuple[np.ndarray, np.ndarray]:
+    """A speech-like harmonic tone whose pitch glides around 160 Hz (+-3 semitones), and its F0 per sample."""
+    t = np.arange(int(seconds * rate)) / rate
+    f0 = 160.0 * 2 ** ((2 * np.sin(2 * np.pi * 0.7 * t) + np.sin(2 * np.pi * 2.3 * t)) / 12)
+    phase = 2 * np.pi * np.cumsum(f0) / rate
+    wave = sum(np.sin(k * phase) / k for k in range(1, 8))
+    wave = 0.2 * wave / np.max(np.abs(wave))
+    return np.stack([wave, wave]).astype(np.float32), f0
+
+
+def semitones(audio: np.ndarray, rate: int = RATE) -> np.ndarray:
+    track = augment.pitch_track(audio.mean(axis=0), rate, 512)
+    return 12 * np.log2(track[track > 0] / 440.0)
+
+
+def test_the_pitch_track_follows_a_glide_and_finds_no_pitch_in_noise():
+    audio, f0 = gliding_voice()
+    track = augment.pitch_track(audio.mean(axis=0), RATE, 512)
+    centres = np.arange(track.shape[0]) * 512 + int(RATE / 70)
+    inside = centres < f0.shape[0]
+    assert (track[inside] > 0).mean() > 0.95
+    assert np.median(np.abs(12 * np.log2(track[inside] / f0[centres[inside]]))) < 0.15
+    assert (augment.pitch_track(noise(4.0)[0], RATE, 512) > 0).mean() < 0.05
+
+
+def test_sing_holds_a_gliding_voice_on_semitone_notes_and_leaves_unvoiced_sound_alone():
+    audio, _ = gliding_voice()
+    out = augment.sing(audio, RATE, np.random.default_rng(0), AugmentParams())
+    check_audio(out, audio)
+    before, after = semitones(audio), semitones(out)
+    off_note = [np.median(np.abs(x - np.round(x))) for x in (before, after)]
+    glide = [np.median(np.abs(np.diff(x))) for x in (before, after)]
+    assert off_note[1] < 0.7 * off_note[0], off_note  # nearer the semitones (the vibrato keeps it off 0)
+    assert glide[1] < 0.7 * glide[0], glide  # held notes: less pitch change from frame to frame
+    hiss = noise(2.0)
+    assert np.array_equal(augment.sing(hiss, RATE, np.random.default_rng(0), AugmentParams()), hiss)
+
+
 def test_music_speed_uses_its_own_range():
     audio = tone(440.0)
     out = augment.music_speed(audio, RATE, np.random.default_rng(0),

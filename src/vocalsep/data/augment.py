@@ -2,7 +2,8 @@
 for the pitch shift, python-stretch (Signalsmith Stretch): 3.5x the speed of pedalboard's Rubber
 Band on 4 s stereo segments (benchmarks/results/augment.json), which keeps the loader ahead of training.
 
-The voice stem gets new "speakers" and new recording chains: pitch shift (the
+The voice stem gets sung notes (`sing`: speech with its pitch held on semitones, with vibrato),
+new "speakers" and new recording chains: pitch shift (the
 formants move with the pitch, so a shifted voice sounds like another person), a resampling speed change (pitch and tempo
 together), band limits (phone band 300-3400 Hz, a random low-pass such as 11 kHz),
 random peaking and shelving EQ, room reverb, compression and tanh saturation.
@@ -66,6 +67,49 @@ def change_speed(audio: np.ndarray, sample_rate: int, factor: float, rng: np.ran
     """Played `factor` times faster (pitch up by the same ratio), then fitted back to the input's length."""
     faster = soxr.resample(np.ascontiguousarray(audio.T), sample_rate * factor, sample_rate, quality="HQ")
     return fit_length(np.ascontiguousarray(faster.T, dtype=np.float32), audio.shape[1], rng)
+
+
+def pitch_track(mono: np.ndarray, sample_rate: int, hop: int) -> np.ndarray:
+    """F0 in Hz per `hop` samples of `mono` (0 where unvoiced): the normalised autocorrelation's peak between
+    70 and 500 Hz, taken where it is at least 0.5, over frames of 2 x the longest period."""
+    lo, hi = int(sample_rate / 500), int(sample_rate / 70)
+    size = 2 * hi
+    count = max(1, 1 + (mono.shape[0] - size) // hop)
+    starts = np.arange(count) * hop
+    frames = np.stack([np.pad(mono[s:s + size], (0, max(0, s + size - mono.shape[0]))) for s in starts])
+    spectrum = np.fft.rfft(frames * np.hanning(size), 2 * size)
+    acf = np.fft.irfft(np.abs(spectrum) ** 2)[:, :hi + 1]
+    lag = lo + np.argmax(acf[:, lo:hi + 1], axis=1)
+    strength = acf[np.arange(count), lag] / np.maximum(acf[:, 0], 1e-12)
+    voiced = (strength >= 0.5) & (acf[:, 0] > 1e-6 * size)
+    return np.where(voiced, sample_rate / lag, 0.0)
+
+
+def sing(audio: np.ndarray, sample_rate: int, rng: np.random.Generator, p: AugmentParams) -> np.ndarray:
+    """Speech made sung: the pitch held on notes. The voice is split into notes of 0.15-0.5 s; each voiced
+    stretch is played faster or slower (`rate = note / f0`, the formants follow, as in `speed`) so that its
+    pitch sits on the semitone nearest its median, with a 5-6 Hz vibrato; slower playback lengthens it."""
+    hop = 512
+    f0 = pitch_track(audio.mean(axis=0), sample_rate, hop)
+    rate = np.ones_like(f0)
+    start = 0
+    while start < f0.shape[0]:
+        end = start + max(1, int(rng.uniform(0.15, 0.5) * sample_rate / hop))
+        voiced = f0[start:end][f0[start:end] > 0]
+        if voiced.size:
+            note = 440.0 * 2 ** (np.round(12 * np.log2(np.median(voiced) / 440.0)) / 12)
+            seconds = np.arange(end - start) * hop / sample_rate
+            target = note * 2 ** (float(rng.uniform(0.1, 0.4)) / 12 * np.sin(2 * np.pi * rng.uniform(5, 6) * seconds))
+            held = f0[start:end] > 0
+            rate[start:end][held] = np.clip(target[:held.shape[0]][held] / f0[start:end][held], 0.7, 1.4)
+        start = end
+    rate = np.convolve(np.pad(rate, 2, mode="edge"), np.ones(5) / 5, mode="valid")  # no clicks between frames
+    centres = np.arange(rate.shape[0]) * hop + int(sample_rate / 70)  # pitch_track's frame centres
+    per_sample = np.interp(np.arange(audio.shape[1]), centres, rate)
+    out_time = np.concatenate([[0.0], np.cumsum(1.0 / per_sample)])[:-1]  # where each input sample lands
+    read = np.interp(np.arange(int(out_time[-1]) + 1), out_time, np.arange(audio.shape[1]))
+    sung = np.stack([np.interp(read, np.arange(audio.shape[1]), channel) for channel in audio]).astype(np.float32)
+    return fit_length(sung, audio.shape[1], rng)
 
 
 def voice_speed(audio: np.ndarray, sample_rate: int, rng: np.random.Generator, p: AugmentParams) -> np.ndarray:
@@ -134,10 +178,10 @@ def saturate(audio: np.ndarray, sample_rate: int, rng: np.random.Generator, p: A
     return _run([pedalboard.Distortion(drive_db=_uniform(rng, p.saturate_drive_db))], audio, sample_rate)
 
 
-# (probability field, transform), in signal-chain order: the voice is sung (pitch, speed), recorded
+# (probability field, transform), in signal-chain order: the voice is sung (notes, pitch, speed), recorded
 # (band, EQ, room), then processed (compression, saturation).
 VOICE_CHAIN: tuple[tuple[str, Transform], ...] = (
-    ("pitch_shift", pitch_shift), ("speed", voice_speed), ("phone_band", phone_band), ("lowpass", lowpass),
+    ("sing", sing), ("pitch_shift", pitch_shift), ("speed", voice_speed), ("phone_band", phone_band), ("lowpass", lowpass),
     ("eq", equalize), ("reverb", reverb), ("compress", compress), ("saturate", saturate),
 )
 # The music is band-limited as often as the voice: with band-limited voices only, a narrow band became a cue
