@@ -27,6 +27,7 @@ chunking still gives the whole-song result.
 from __future__ import annotations
 
 import math
+
 import torch
 from torch import nn
 
