@@ -69,10 +69,18 @@ def change_speed(audio: np.ndarray, sample_rate: int, factor: float, rng: np.ran
     return fit_length(np.ascontiguousarray(faster.T, dtype=np.float32), audio.shape[1], rng)
 
 
+PITCH_HZ = (70.0, 500.0)  # the voice pitches `pitch_track` looks for
+
+
+def pitch_centres(frames: int, sample_rate: int, hop: int) -> np.ndarray:
+    """The sample at the centre of each of `pitch_track`'s `frames` (frames of 2 x the longest period)."""
+    return np.arange(frames) * hop + int(sample_rate / PITCH_HZ[0])
+
+
 def pitch_track(mono: np.ndarray, sample_rate: int, hop: int) -> np.ndarray:
     """F0 in Hz per `hop` samples of `mono` (0 where unvoiced): the normalised autocorrelation's peak between
-    70 and 500 Hz, taken where it is at least 0.5, over frames of 2 x the longest period."""
-    lo, hi = int(sample_rate / 500), int(sample_rate / 70)
+    PITCH_HZ, taken where it is at least 0.5, over frames of 2 x the longest period (`pitch_centres`)."""
+    lo, hi = int(sample_rate / PITCH_HZ[1]), int(sample_rate / PITCH_HZ[0])
     size = 2 * hi
     count = max(1, 1 + (mono.shape[0] - size) // hop)
     starts = np.arange(count) * hop
@@ -95,17 +103,16 @@ def sing(audio: np.ndarray, sample_rate: int, rng: np.random.Generator, p: Augme
     start = 0
     while start < f0.shape[0]:
         end = start + max(1, int(rng.uniform(0.15, 0.5) * sample_rate / hop))
-        voiced = f0[start:end][f0[start:end] > 0]
-        if voiced.size:
-            note = 440.0 * 2 ** (np.round(12 * np.log2(np.median(voiced) / 440.0)) / 12)
-            seconds = np.arange(end - start) * hop / sample_rate
+        note_f0 = f0[start:end]  # shorter than end - start at the last note
+        held = note_f0 > 0
+        if held.any():
+            note = 440.0 * 2 ** (np.round(12 * np.log2(np.median(note_f0[held]) / 440.0)) / 12)
+            seconds = np.arange(note_f0.shape[0]) * hop / sample_rate
             target = note * 2 ** (float(rng.uniform(0.1, 0.4)) / 12 * np.sin(2 * np.pi * rng.uniform(5, 6) * seconds))
-            held = f0[start:end] > 0
-            rate[start:end][held] = np.clip(target[:held.shape[0]][held] / f0[start:end][held], 0.7, 1.4)
+            rate[start:end][held] = np.clip(target[held] / note_f0[held], 0.7, 1.4)
         start = end
     rate = np.convolve(np.pad(rate, 2, mode="edge"), np.ones(5) / 5, mode="valid")  # no clicks between frames
-    centres = np.arange(rate.shape[0]) * hop + int(sample_rate / 70)  # pitch_track's frame centres
-    per_sample = np.interp(np.arange(audio.shape[1]), centres, rate)
+    per_sample = np.interp(np.arange(audio.shape[1]), pitch_centres(rate.shape[0], sample_rate, hop), rate)
     out_time = np.concatenate([[0.0], np.cumsum(1.0 / per_sample)])[:-1]  # where each input sample lands
     read = np.interp(np.arange(int(out_time[-1]) + 1), out_time, np.arange(audio.shape[1]))
     sung = np.stack([np.interp(read, np.arange(audio.shape[1]), channel) for channel in audio]).astype(np.float32)
