@@ -44,7 +44,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/python -m pytest -q --timeout=1200 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q --timeout=1200 --durations=25 $(PYTEST_ARGS)
 
 clean-data:
 	rm -rf data models metrics plots reports
