@@ -215,7 +215,7 @@ class AugmentParams:
     """`data.augment`: transforms of the training stems (src/vocalsep/data/augment.py); each key without a
     unit is the probability that its transform fires. All 0 (the default) leaves the data as it was."""
 
-    sing: float = probability()  # speech made sung: pitch held on semitone notes with vibrato (measured: not yet)
+    sing: float = probability()  # speech made sung: pitch held on semitone notes with vibrato (0.3: within noise)
     pitch_shift: float = probability()
     pitch_semitones: tuple[float, float] = ranged((-4.0, 4.0), ge=-12, le=12, unit="semitones")
     speed: float = probability()
