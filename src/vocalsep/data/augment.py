@@ -83,8 +83,8 @@ def pitch_track(mono: np.ndarray, sample_rate: int, hop: int) -> np.ndarray:
     lo, hi = int(sample_rate / PITCH_HZ[1]), int(sample_rate / PITCH_HZ[0])
     size = 2 * hi
     count = max(1, 1 + (mono.shape[0] - size) // hop)
-    starts = np.arange(count) * hop
-    frames = np.stack([np.pad(mono[s:s + size], (0, max(0, s + size - mono.shape[0]))) for s in starts])
+    padded = np.pad(mono, (0, max(0, (count - 1) * hop + size - mono.shape[0])))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, size)[::hop][:count]
     spectrum = np.fft.rfft(frames * np.hanning(size), 2 * size)
     acf = np.fft.irfft(np.abs(spectrum) ** 2)[:, :hi + 1]
     lag = lo + np.argmax(acf[:, lo:hi + 1], axis=1)
