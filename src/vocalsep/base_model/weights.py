@@ -67,8 +67,9 @@ def load_pretrained(folder: str | Path | None = None) -> tuple[nn.Module, int]:
     return model.eval(), int(config["sample_rate"])
 
 
-def _load_weights(model: nn.Module, folder: Path, config: dict[str, Any]) -> None:
-    """Load `folder/WEIGHTS_NAME` into `model`; errors name the file and say to restore pretrained/."""
+def _load_weights(model: nn.Module, folder: Path, config: dict[str, Any], strict: bool = True) -> None:
+    """Load `folder/WEIGHTS_NAME` into `model`; errors name the file and say to restore pretrained/.
+    `strict` False: `model` may hold parameters the file lacks (a grown part), never the other way round."""
     weights = folder / WEIGHTS_NAME
     try:
         state = load_file(str(weights))
@@ -76,7 +77,9 @@ def _load_weights(model: nn.Module, folder: Path, config: dict[str, Any]) -> Non
         raise VocalsepError(f"{weights}: cannot read the base model's weights ({err}); "
                             "restore pretrained/ from git") from None
     try:
-        model.load_state_dict(state)
+        result = model.load_state_dict(state, strict=strict)
+        if result.unexpected_keys:
+            raise RuntimeError(f"unexpected keys {result.unexpected_keys}")
     except RuntimeError as err:
         raise VocalsepError(f"{weights}: weights do not fit {config['class']}({config['kwargs']}): {err}") from None
 
@@ -104,14 +107,20 @@ def export_pretrained(ckpt: dict[str, Any], folder: str | Path, **provenance: An
     return path
 
 
+GROWABLE = {"refine_width": 0}  # kwargs a fine-tune may add to the base model: the new part starts as the identity
+
+
 def init_from_pretrained(model: nn.Module, name: str, kwargs: dict[str, Any], folder: str | Path | None = None) -> None:
-    """Load the base model's weights into `model` (`train.init: pretrained`); the architectures must match."""
+    """Load the base model's weights into `model` (`train.init: pretrained`); the architectures must match,
+    except that `model` may add a part the base lacks (`GROWABLE`), which keeps its own identity start."""
     folder = Path(folder or pretrained_dir())
     config = read_config(folder)
-    if config["class"] != name or full_kwargs(name, config["kwargs"]) != full_kwargs(name, kwargs):
+    base, wanted = full_kwargs(name, config["kwargs"]), full_kwargs(name, kwargs)
+    grown = {k for k, off in GROWABLE.items() if base.get(k) == off and wanted.get(k) != off}
+    if config["class"] != name or {k: v for k, v in base.items() if k not in grown} != {
+            k: v for k, v in wanted.items() if k not in grown}:
         raise VocalsepError(
             f"train.init is pretrained, but the base model is {config['class']}({config['kwargs']}) and "
             f"params.yaml asks for {name}({kwargs}); set the model section to the base model's "
-            "(as in params-real.yaml) or use train.init: scratch")
-    _load_weights(model, folder, config)
-
+            f"(as in params-real.yaml; it may add {', '.join(GROWABLE)}) or use train.init: scratch")
+    _load_weights(model, folder, config, strict=not grown)

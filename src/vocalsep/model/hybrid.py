@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vocalsep.model.subband import SubbandRefiner
+
 
 class ChannelNorm(nn.Module):
     """Layer norm over channels at each frame (cLN): `(batch, channels, frames)`, independent of other frames."""
@@ -111,6 +113,8 @@ class HybridVocNet(nn.Module):
     model); n >= 0 lets all blocks together read at most n frames ahead (the
     rest of each conv's reach goes to the past), for live use: the model then
     looks `context[1]` samples ahead, the STFT's and fold's reach included.
+    `refine_width` > 0 corrects the mask bin by bin with a `SubbandRefiner`
+    of that width (frame by frame: no context added); 0 leaves it out.
     """
 
     def __init__(
@@ -126,6 +130,7 @@ class HybridVocNet(nn.Module):
         wave_stride: int = 128,
         global_context: bool = False,
         lookahead_frames: int = -1,
+        refine_width: int = 0,
         channels: int = 2,
     ):
         super().__init__()
@@ -146,6 +151,7 @@ class HybridVocNet(nn.Module):
         self.spec_mask = nn.Conv1d(skip_filters, channels * self.bins, 1)
         self.wave_mask = nn.Conv1d(skip_filters, wave_filters * self.fold, 1)
         nn.init.constant_(self.wave_mask.bias, -4.0)  # the waveform branch starts nearly silent: it learns corrections
+        self.refiner = SubbandRefiner(channels, self.bins, refine_width) if refine_width > 0 else None
 
     @property
     def stride(self) -> int:
@@ -176,7 +182,10 @@ class HybridVocNet(nn.Module):
         x = torch.cat([spectral, self._fold(encoded, frames)], dim=1)
         x = self.input_norm(self.input(x))
         skips = self._blocks(x)
-        spec_mask = torch.sigmoid(self.spec_mask(skips)).reshape(batch * channels, self.bins, frames)
+        logits = self.spec_mask(skips)
+        if self.refiner is not None:
+            logits = self.refiner(spectral, logits)
+        spec_mask = torch.sigmoid(logits).reshape(batch * channels, self.bins, frames)
         vocals = torch.istft(spec * spec_mask, self.n_fft, self.hop, window=self.window, center=True,
                              length=padded.shape[-1])
         wave_mask = torch.sigmoid(self._unfold(self.wave_mask(skips), encoded.shape[-1]))
@@ -230,5 +239,7 @@ class HybridVocNet(nn.Module):
             per_frame += b.skip.in_channels * b.skip.out_channels
             if b.residual is not None:
                 per_frame += b.residual.in_channels * b.residual.out_channels
+        if self.refiner is not None:
+            per_frame += self.refiner.macs_per_frame()
         wave = 2 * self.wave_encoder.in_channels * self.wave_encoder.out_channels * self.wave_encoder.kernel_size[0]
         return per_frame * sample_rate / self.hop + wave * sample_rate / self.wave_stride
