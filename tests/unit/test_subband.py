@@ -121,3 +121,13 @@ def test_growing_does_not_excuse_another_change(tmp_path):
     model = HybridVocNet(**{**SMALL, "filters": 8}, refine_width=8)
     with pytest.raises(VocalsepError, match="train.init is pretrained"):
         init_from_pretrained(model, "HybridVocNet", {**SMALL, "filters": 8, "refine_width": 8}, tmp_path)
+
+
+def test_a_refined_model_traces_to_torchscript_for_any_length_and_batch(tmp_path):
+    """The export stage's check: the traced graph matches eager at two lengths and batch 2 (shapes stay dynamic)."""
+    from vocalsep.stages.export import export_torchscript
+
+    torch.manual_seed(0)
+    model = HybridVocNet(**SMALL, refine_width=8).eval()
+    trained_refiner(model.refiner)
+    assert export_torchscript(model, tmp_path / "model.ts", 1e-4) < 1e-4
