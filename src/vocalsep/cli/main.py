@@ -21,6 +21,7 @@ COMMANDS = {
     "register-base": ("vocalsep.cli.register_base:main",
                       "register the shipped base model; it becomes champion if the registry has none"),
     "publish-base": ("vocalsep.base_model.publish:main", "write a trained checkpoint as the shipped base model + model card"),
+    "average": ("vocalsep.cli.average:main", "average the weights of fine-tunes of one model into a checkpoint (a model soup)"),
     "provenance": ("vocalsep.provenance:main",
                    "print what a model learned from: sources, licences, sha256, data hash, git commit"),
 }
