@@ -63,7 +63,8 @@ def _build_package(package: Package, which: str, out: Path, cache: str | Path, j
         files = extract_groups(deb, groups, Path(tmp))
         for group in groups:
             if not files[group.name]:
-                raise CorpusError(f"{package.package}: group {group.name!r} selects no audio file "
+                where = f" inside {group.archive}" if group.archive else ""
+                raise CorpusError(f"{package.package}: group {group.name!r} selects no audio file{where} "
                                   f"({', '.join(group.include)}); fix its globs in the spec")
             folder = out / group.role / package.package
             folder.mkdir(parents=True, exist_ok=True)

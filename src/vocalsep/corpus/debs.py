@@ -3,12 +3,14 @@ sha256 checked, and only the audio a group selects extracted, never to a path ou
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import logging
 import shutil
 import subprocess
 import tarfile
 import tempfile
+import zipfile
 from pathlib import Path, PurePosixPath
 
 
@@ -63,7 +65,7 @@ def _apt_download(package: Package, into: Path) -> Path:
 
 
 def _selected(name: str, group: Group) -> bool:
-    return (any(fnmatch.fnmatch(name, g) for g in group.include)
+    return (not group.archive and any(fnmatch.fnmatch(name, g) for g in group.include)
             and not any(fnmatch.fnmatch(name, g) for g in group.exclude)
             and name.lower().endswith(AUDIO_SUFFIXES))
 
@@ -98,15 +100,17 @@ def extract_groups(deb: Path, groups: list[Group], dest: Path) -> dict[str, list
 
 
 def _extract_members(stream, groups: list[Group], dest: Path, selected: dict[str, list[Path]]) -> None:
-    """Write the regular files of the tar `stream` that groups select under `dest`; record them in `selected`."""
+    """Write the regular files of the tar `stream` that groups select under `dest`; record them in `selected`.
+
+    A group with an `archive` selects inside that zip: the archive is written, its
+    chosen members extracted beside it (`<archive>.d/...`) and the archive deleted.
+    """
     with tarfile.open(fileobj=stream, mode="r|*") as archive:
         for member in archive:
-            inner = PurePosixPath(member.name)  # "./usr/x" -> "usr/x"; ".." and "/" are kept to be refused
-            if not member.isfile() or inner.is_absolute() or ".." in inner.parts:
-                continue
-            name = inner.as_posix()
-            wanted = [g for g in groups if _selected(name, g)]
-            if not wanted:
+            name = _safe_name(member.name) if member.isfile() else None
+            wanted = [g for g in groups if _selected(name, g)] if name else []
+            zipped = [g for g in groups if name and g.archive == name]
+            if not wanted and not zipped:
                 continue
             out = dest / name
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -114,3 +118,35 @@ def _extract_members(stream, groups: list[Group], dest: Path, selected: dict[str
                 shutil.copyfileobj(src, dst)
             for g in wanted:
                 selected[g.name].append(out)
+            if zipped:
+                _extract_zip(out, zipped, dest / f"{name}.d", selected)
+                out.unlink()
+
+
+def _safe_name(name: str) -> str | None:
+    """`name` relative and inside its root ("./usr/x" -> "usr/x"), or None for absolute names and `..`."""
+    inner = PurePosixPath(name)
+    if inner.is_absolute() or ".." in inner.parts or not inner.parts:
+        return None
+    return inner.as_posix()
+
+
+def _extract_zip(path: Path, groups: list[Group], dest: Path, selected: dict[str, list[Path]]) -> None:
+    """Extract the members of zip `path` that `groups` select (globs inside the archive) under `dest`."""
+    inside = [dataclasses.replace(g, archive="") for g in groups]
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                name = None if info.is_dir() else _safe_name(info.filename)
+                wanted = [g for g in inside if name and _selected(name, g)]
+                if not wanted:
+                    continue
+                out = dest / name
+                out.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(info) as src, open(out, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                for g in wanted:
+                    selected[g.name].append(out)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as err:
+        raise CorpusError(f"{groups[0].archive}: the archive inside the package cannot be read as a zip ({err}); "
+                          "check the group's archive path in the spec") from None

@@ -40,6 +40,8 @@ class Group:
     # eval groups only: "seen" when the audio shares a speaker, prompt series, game or recording chain with a
     # train group (benchmarks/quality.py reports those apart); "unseen" otherwise
     conditions: Literal["unseen", "seen"] = "unseen"
+    # a zip archive inside the package (a game's .pk3 or .zip); include and exclude then match paths inside it
+    archive: str = ""
 
     RULES = (("conditions", lambda g: g.conditions == "unseen" or g.set == "eval",
               "conditions is {conditions!r}; use seen or unseen, and only in an eval group"),)
