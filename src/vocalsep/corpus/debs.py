@@ -112,15 +112,21 @@ def _extract_members(stream, groups: list[Group], dest: Path, selected: dict[str
             zipped = [g for g in groups if name and g.archive == name]
             if not wanted and not zipped:
                 continue
-            out = dest / name
-            out.parent.mkdir(parents=True, exist_ok=True)
-            with archive.extractfile(member) as src, open(out, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            for g in wanted:
-                selected[g.name].append(out)
+            with archive.extractfile(member) as src:
+                out = _write(src, dest / name, wanted, selected)
             if zipped:
                 _extract_zip(out, zipped, dest / f"{name}.d", selected)
                 out.unlink()
+
+
+def _write(src, out: Path, wanted: list[Group], selected: dict[str, list[Path]]) -> Path:
+    """Copy the stream `src` to `out` and record it for each group that `wanted` it; `out`."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    for g in wanted:
+        selected[g.name].append(out)
+    return out
 
 
 def _safe_name(name: str) -> str | None:
@@ -141,12 +147,8 @@ def _extract_zip(path: Path, groups: list[Group], dest: Path, selected: dict[str
                 wanted = [g for g in inside if name and _selected(name, g)]
                 if not wanted:
                     continue
-                out = dest / name
-                out.parent.mkdir(parents=True, exist_ok=True)
-                with archive.open(info) as src, open(out, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-                for g in wanted:
-                    selected[g.name].append(out)
+                with archive.open(info) as src:
+                    _write(src, dest / name, wanted, selected)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as err:
         raise CorpusError(f"{groups[0].archive}: the archive inside the package cannot be read as a zip ({err}); "
                           "check the group's archive path in the spec") from None
