@@ -186,9 +186,14 @@ def eval_digest(spec: Path) -> str:
     """sha256 of the spec's eval packages and groups: adding training data never invalidates the benchmark."""
     if not spec.is_file():
         raise QualityError(f"{spec}: corpus spec not found; run from the repository root or pass --spec")
-    entries = [{**asdict(p), "groups": [asdict(g) for g in p.groups if g.set == "eval"]} for p in load_spec(spec)]
+    entries = [{**asdict(p), "groups": [_group_fields(g) for g in p.groups if g.set == "eval"]} for p in load_spec(spec)]
     eval_only = [{k: v for k, v in e.items() if k != "deb"} for e in entries if e["groups"]]
     return hashlib.sha256(json.dumps(eval_only, sort_keys=True).encode()).hexdigest()
+
+
+def _group_fields(group) -> dict:
+    """A group's fields for the digest; an `archive` left empty is dropped, so digests from before it stay valid."""
+    return {k: v for k, v in asdict(group).items() if not (k == "archive" and not v)}
 
 
 def conditions_of(spec: Path) -> dict[tuple[str, str], str]:

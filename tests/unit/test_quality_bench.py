@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -235,6 +236,16 @@ def test_eval_digest_ignores_training_packages(quality, tmp_path):
     assert quality.eval_digest(spec(evals, entry.format(p="tr", h="b" * 64, s="train", inc="*"))) == base
     assert quality.eval_digest(spec(entry.format(p="ev", h="a" * 64, s="eval", inc="*.wav"))) != base
     assert quality.eval_digest(spec(entry.format(p="ev", h="c" * 64, s="eval", inc="*"))) != base
+    zipped = entry.replace("include:", "archive: a.pk3, include:")
+    assert quality.eval_digest(spec(zipped.format(p="ev", h="a" * 64, s="eval", inc="*"))) != base
+
+
+def test_the_committed_results_were_scored_on_the_specs_eval_set(quality):
+    """quality.json's rows merge only while the spec's eval part digests as it did when they were scored."""
+    root = Path(__file__).resolve().parents[2]
+    results = json.loads((root / "benchmarks/results/quality.json").read_text())
+    digest = quality.eval_digest(root / "sources/debian-corpus.yaml")
+    assert {s["eval_spec_sha256"] for s in results["config"]["sets"].values()} == {digest}
 
 
 def test_a_system_scored_on_the_seen_set_only_keeps_it_apart(quality):
