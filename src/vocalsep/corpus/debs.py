@@ -3,7 +3,6 @@ sha256 checked, and only the audio a group selects extracted, never to a path ou
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 import logging
 import shutil
@@ -65,7 +64,8 @@ def _apt_download(package: Package, into: Path) -> Path:
 
 
 def _selected(name: str, group: Group) -> bool:
-    return (not group.archive and any(fnmatch.fnmatch(name, g) for g in group.include)
+    """Whether `group`'s globs take the audio file `name` (a path inside the package, or inside its archive)."""
+    return (any(fnmatch.fnmatch(name, g) for g in group.include)
             and not any(fnmatch.fnmatch(name, g) for g in group.exclude)
             and name.lower().endswith(AUDIO_SUFFIXES))
 
@@ -108,8 +108,10 @@ def _extract_members(stream, groups: list[Group], dest: Path, selected: dict[str
     with tarfile.open(fileobj=stream, mode="r|*") as archive:
         for member in archive:
             name = _safe_name(member.name) if member.isfile() else None
-            wanted = [g for g in groups if _selected(name, g)] if name else []
-            zipped = [g for g in groups if name and g.archive == name]
+            if name is None:
+                continue
+            wanted = [g for g in groups if not g.archive and _selected(name, g)]
+            zipped = [g for g in groups if g.archive == name]
             if not wanted and not zipped:
                 continue
             with archive.extractfile(member) as src:
@@ -139,12 +141,11 @@ def _safe_name(name: str) -> str | None:
 
 def _extract_zip(path: Path, groups: list[Group], dest: Path, selected: dict[str, list[Path]]) -> None:
     """Extract the members of zip `path` that `groups` select (globs inside the archive) under `dest`."""
-    inside = [dataclasses.replace(g, archive="") for g in groups]
     try:
         with zipfile.ZipFile(path) as archive:
             for info in archive.infolist():
                 name = None if info.is_dir() else _safe_name(info.filename)
-                wanted = [g for g in inside if name and _selected(name, g)]
+                wanted = [g for g in groups if name is not None and _selected(name, g)]
                 if not wanted:
                     continue
                 with archive.open(info) as src:
