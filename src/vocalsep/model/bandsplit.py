@@ -158,7 +158,7 @@ class BandSplitVocNet(nn.Module):
                 x = self.mixers[i](x)
         mask = torch.tanh(self._decode(F.relu(skips), batch))  # (batch, frames, bins, channels * 2)
         mask = mask.reshape(batch, frames, self.bins, channels, 2).permute(0, 3, 2, 1, 4).contiguous()
-        vocals = torch.istft(spec * torch.view_as_complex(mask).reshape(batch * channels, self.bins, frames),
+        vocals = torch.istft(spec * torch.view_as_complex(mask.float()).reshape(batch * channels, self.bins, frames),
                              self.n_fft, self.hop, window=self.window, center=True, length=padded.shape[-1])
         return vocals.reshape(batch, channels, -1)[..., :length]
 
