@@ -1,0 +1,93 @@
+"""benchmarks/gpu_pack.py: the Opus pack a GPU lease trains from keeps every source, its ids and its timing."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from vocalsep.contracts import INDEX_COLUMNS
+from vocalsep.data import MixtureDataset, read_index
+
+RATE = 44100
+
+
+@pytest.fixture(scope="module")
+def gpu_pack(repo_root):
+    spec = importlib.util.spec_from_file_location("gpu_pack", repo_root / "benchmarks" / "gpu_pack.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_pack"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def tone_file(path: Path, seconds: float, freq: float) -> None:
+    t = np.arange(int(seconds * RATE)) / RATE
+    audio = 0.3 * np.sin(2 * np.pi * freq * t)
+    sf.write(str(path), np.stack([audio, 0.5 * audio], axis=1).astype(np.float32), RATE, subtype="PCM_16")
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    """Three acapella and two instrumental files of 12 s, each a tone of its own pitch; index snippets of
+    2 s every 1 s (overlapping, as the index stage writes them)."""
+    root = tmp_path_factory.mktemp("workspace")
+    (root / "data" / "index").mkdir(parents=True)
+    files = [("v1", "acapella", 220.0), ("v2", "acapella", 330.0), ("v3", "acapella", 440.0),
+             ("m1", "instrumental", 550.0), ("m2", "instrumental", 660.0)]
+    rows = []
+    for name, role, freq in files:
+        path = Path("data") / f"{name}.wav"
+        tone_file(root / path, 12.0, freq)
+        rows += [{"id": name, "role": role, "path": str(path), "split": "train", "start": s * RATE,
+                  "frames": 2 * RATE, "sample_rate": RATE, "active_fraction": 1.0} for s in range(11)]
+    table = pd.DataFrame(rows)
+    table.to_parquet(root / "data" / "index" / "train.parquet")
+    table.assign(split="val").to_parquet(root / "data" / "index" / "val.parquet")
+    return root
+
+
+def test_snippets_never_overlap_and_every_source_file_is_taken_before_any_twice(gpu_pack, workspace):
+    table = pd.read_parquet(workspace / "data" / "index" / "train.parquet")
+    chosen = gpu_pack.choose(table, "acapella", 9, seed=0)
+    assert len(chosen) == 9 and set(chosen["role"]) == {"acapella"}
+    assert set(chosen["id"].iloc[:3]) == {"v1", "v2", "v3"}  # round robin: all files in the first round
+    for _, group in chosen.groupby("id"):
+        starts = np.sort(group["start"].to_numpy())
+        assert (np.diff(starts) >= 2 * RATE).all()  # no two snippets of a file share audio
+
+
+def test_unpacked_index_reads_like_the_real_one_with_ids_and_timing_kept(gpu_pack, workspace, tmp_path):
+    args = argparse.Namespace(workspace=str(workspace), out=str(tmp_path / "pack"), voice=6, music=4, val=2,
+                              seconds=2.0, bitrate="64k", seed=0)
+    gpu_pack.pack(args)
+    manifest = json.loads((tmp_path / "pack" / "manifest.json").read_text())
+    assert sorted(s["file"] for s in manifest["streams"]) == [
+        "train-acapella.opus", "train-instrumental.opus", "val-acapella.opus", "val-instrumental.opus"]
+    paths = gpu_pack.unpack(tmp_path / "pack", tmp_path / "work")
+    train = read_index(paths["train"])
+    assert tuple(train.columns) == INDEX_COLUMNS
+    assert train.groupby("role").size().to_dict() == {"acapella": 6, "instrumental": 4}
+    freqs = {"v1": 220.0, "v2": 330.0, "v3": 440.0, "m1": 550.0, "m2": 660.0}
+    for row in train.itertuples():  # each snippet is still its own file's tone, in place
+        audio, _ = sf.read(row.path, start=row.start, frames=row.frames, dtype="float32")
+        middle = audio[RATE // 2: 3 * RATE // 2, 0]
+        spectrum = np.abs(np.fft.rfft(middle))
+        assert abs(np.argmax(spectrum) * RATE / len(middle) - freqs[row.id]) < 3, row.id
+        assert np.std(audio[:, 1]) / np.std(audio[:, 0]) == pytest.approx(0.5, abs=0.05)  # stereo kept
+    dataset = MixtureDataset(train, _data_params(), RATE, examples=4, seed=0, root="/")
+    mixture, vocals = dataset[0]
+    assert mixture.shape == vocals.shape == (2, 2 * RATE)
+
+
+def _data_params():
+    from vocalsep.config import DataParams
+
+    return DataParams(segment_seconds=2.0)
