@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
 from vocalsep.base_model.weights import load_pretrained
@@ -126,19 +126,30 @@ class NoSchedule:
         pass
 
 
-def make_models(params_path: str, device: torch.device) -> dict[str, dict]:
+def make_models(params_path: str, device: torch.device, only: list[str] | None = None,
+                init: dict[str, str] | None = None) -> dict[str, dict]:
+    """The models of `MODELS` named in `only` (all by default). `init` maps a name to a `.safetensors` file a
+    former lease returned (fp16 is widened), so a model's training continues across leases."""
     section = params_to_dict(load_params(params_path))["model"]
+    init = init or {}
+    unknown = sorted(set(only or []) - set(MODELS)) + sorted(set(init) - set(only or MODELS))
+    if unknown:
+        raise SystemExit(f"--models/--init: unknown or unselected model(s) {', '.join(unknown)}; "
+                         f"choose from {', '.join(MODELS)}")
     models = {}
-    for name, (overrides, pretrained, peak) in MODELS.items():
+    for name in only or list(MODELS):
+        overrides, pretrained, peak = MODELS[name]
         arch = overrides.get("name", section["name"])
         kwargs = model_kwargs(arch, {**section, **overrides})
         model = build_model(arch, kwargs)
-        if pretrained:
-            base, _ = load_pretrained()
-            model.load_state_dict(base.state_dict())
+        if name in init:
+            model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                                   for k, v in load_file(init[name]).items()})
+        elif pretrained:
+            model.load_state_dict(load_pretrained()[0].state_dict())
         model = model.to(device).train()
         models[name] = {"class": arch, "kwargs": kwargs, "model": model, "peak": peak, "pretrained": pretrained,
-                        "optimizer": torch.optim.Adam(model.parameters(), lr=peak),
+                        "init": init.get(name), "optimizer": torch.optim.Adam(model.parameters(), lr=peak),
                         "parameters": sum(p.numel() for p in model.parameters()), "losses": []}
     return models
 
@@ -166,10 +177,10 @@ def run_training(args: argparse.Namespace, report: dict) -> None:
     train = dataclasses.replace(params.train, device=args.device, amp=True)
     device = torch.device(args.device)
     batches, val = loader(Path(args.index), args.params, args.batch, args.workers)
-    models = make_models(args.params, device)
+    models = make_models(args.params, device, args.models, dict(item.split("=", 1) for item in args.init))
     log = report["train"] = {"batch": args.batch, "workers": args.workers, "train_seconds": args.train_seconds,
                              "models": {n: {k: v for k, v in e.items() if k in ("class", "kwargs", "peak",
-                                        "pretrained", "parameters", "losses")} for n, e in models.items()},
+                                        "pretrained", "init", "parameters", "losses")} for n, e in models.items()},
                              "val": []}
     budget = args.train_seconds if args.end_at is None else args.end_at - time.time()
     log["train_seconds"] = round(budget, 1)
@@ -212,7 +223,6 @@ def score(models: dict[str, dict], val: tuple, step: int, elapsed: float, device
 def to_checkpoints(folder: Path, params_path: str, dest: Path) -> list[Path]:
     """The returned `<name>.safetensors` + gpu.json as vocalsep checkpoints `dest/<name>.pt` (fp32), with
     the params they trained under, for `benchmarks/quality.py --model` and `vocalsep publish-base`."""
-    from safetensors.torch import load_file
 
     from vocalsep.model.checkpoint import save_checkpoint
 
@@ -248,6 +258,9 @@ def main() -> None:
     parser.add_argument("--bench-chunk", type=float, default=10.0, help="chunk length of the forward benchmark")
     parser.add_argument("--skip-bench", action="store_true")
     parser.add_argument("--device", default="cuda", help="cpu: a local dry run of the training part")
+    parser.add_argument("--models", nargs="+", default=None, help=f"which of {', '.join(MODELS)} to train (all)")
+    parser.add_argument("--init", nargs="+", default=[], metavar="NAME=FILE",
+                        help="start NAME from FILE, a .safetensors an earlier lease returned (carry it in .pack)")
     args = parser.parse_args()
     if args.to_checkpoints:
         print(to_checkpoints(Path(args.to_checkpoints[0]), args.params, Path(args.to_checkpoints[1])))

@@ -91,3 +91,31 @@ def _data_params():
     from vocalsep.config import DataParams
 
     return DataParams(segment_seconds=2.0)
+
+
+@pytest.fixture(scope="module")
+def gpu_run(repo_root):
+    spec = importlib.util.spec_from_file_location("gpu_run", repo_root / "benchmarks" / "gpu_run.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_run"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_model_continues_from_the_weights_an_earlier_lease_returned(gpu_run, repo_root, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    params = str(repo_root / "params-real.yaml")
+    first = gpu_run.make_models(params, torch.device("cpu"), ["bandsplit48"])["bandsplit48"]["model"]
+    returned = {k: (v + 0.01).half() if v.is_floating_point() else v for k, v in first.state_dict().items()}
+    save_file(returned, str(tmp_path / "bandsplit48.safetensors"))  # fp16, as a lease returns wide models
+    models = gpu_run.make_models(params, torch.device("cpu"), ["bandsplit48"],
+                                 {"bandsplit48": str(tmp_path / "bandsplit48.safetensors")})
+    assert list(models) == ["bandsplit48"]
+    state = models["bandsplit48"]["model"].state_dict()
+    assert all(torch.equal(state[k], v.float()) for k, v in returned.items() if v.is_floating_point())
+    with pytest.raises(SystemExit, match="hybrid999"):
+        gpu_run.make_models(params, torch.device("cpu"), ["hybrid999"])
+    with pytest.raises(SystemExit, match="base_ft"):  # weights for a model not chosen would go unused
+        gpu_run.make_models(params, torch.device("cpu"), ["bandsplit48"], {"base_ft": "x.safetensors"})
