@@ -29,7 +29,6 @@ import soxr
 
 RATE = 44100  # the project's sample rate (params audio.sample_rate)
 OPUS_RATE = 48000  # Opus codes at 48 kHz only
-ROLES = ("acapella", "instrumental")
 
 
 def choose(table: pd.DataFrame, role: str, count: int, seed: int) -> pd.DataFrame:

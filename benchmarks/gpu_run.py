@@ -32,7 +32,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
 from vocalsep.base_model.weights import load_pretrained
-from vocalsep.config import SeparateParams, load_params, params_to_dict
+from vocalsep.config import DataParams, SeparateParams, load_params, params_to_dict
 from vocalsep.data import MixtureDataset, read_index, validation_set
 from vocalsep.model import build_model, model_kwargs
 from vocalsep.separate import separate_with_params
@@ -163,9 +163,7 @@ def save(models: dict[str, dict], out: Path, report: dict) -> None:
     (out / "gpu.json").write_text(json.dumps(report, indent=1))
 
 
-def loader(index: Path, params_path: str, batch: int, workers: int) -> tuple[DataLoader, tuple]:
-    params = load_params(params_path)
-    data = params.data
+def loader(index: Path, data: DataParams, batch: int, workers: int) -> tuple[DataLoader, tuple]:
     train = MixtureDataset(read_index(index / "train.parquet"), data, RATE, examples=10_000_000, seed=data.seed)
     val = validation_set(read_index(index / "val.parquet"), data, RATE)
     return DataLoader(train, batch_size=batch, num_workers=workers, pin_memory=torch.cuda.is_available(), persistent_workers=True,
@@ -176,14 +174,13 @@ def run_training(args: argparse.Namespace, report: dict) -> None:
     params = load_params(args.params)
     train = dataclasses.replace(params.train, device=args.device, amp=True)
     device = torch.device(args.device)
-    batches, val = loader(Path(args.index), args.params, args.batch, args.workers)
+    batches, val = loader(Path(args.index), params.data, args.batch, args.workers)
     models = make_models(args.params, device, args.models, dict(item.split("=", 1) for item in args.init))
-    log = report["train"] = {"batch": args.batch, "workers": args.workers, "train_seconds": args.train_seconds,
+    budget = args.train_seconds if args.end_at is None else args.end_at - time.time()
+    log = report["train"] = {"batch": args.batch, "workers": args.workers, "train_seconds": round(budget, 1),
                              "models": {n: {k: v for k, v in e.items() if k in ("class", "kwargs", "peak",
                                         "pretrained", "init", "parameters", "losses")} for n, e in models.items()},
                              "val": []}
-    budget = args.train_seconds if args.end_at is None else args.end_at - time.time()
-    log["train_seconds"] = round(budget, 1)
     started = last_save = time.perf_counter()
     step, wait = 0, 0.0
     fetch = time.perf_counter()
@@ -223,18 +220,17 @@ def score(models: dict[str, dict], val: tuple, step: int, elapsed: float, device
 def to_checkpoints(folder: Path, params_path: str, dest: Path) -> list[Path]:
     """The returned `<name>.safetensors` + gpu.json as vocalsep checkpoints `dest/<name>.pt` (fp32), with
     the params they trained under, for `benchmarks/quality.py --model` and `vocalsep publish-base`."""
-
     from vocalsep.model.checkpoint import save_checkpoint
 
     report = json.loads((folder / "gpu.json").read_text())["train"]
+    trained = params_to_dict(load_params(params_path))
     written = []
     for name, entry in report["models"].items():
         model = build_model(entry["class"], entry["kwargs"])
         model.load_state_dict({k: v.float() if v.is_floating_point() else v
                                for k, v in load_file(str(folder / f"{name}.safetensors")).items()})
-        params = params_to_dict(load_params(params_path))
-        params["model"] = {**params["model"], **MODELS[name][0]}
-        params["train"] = {**params["train"], "batch_size": report["batch"], "lr": entry["peak"], "device": "cuda"}
+        params = {**trained, "model": {**trained["model"], **MODELS[name][0]},
+                  "train": {**trained["train"], "batch_size": report["batch"], "lr": entry["peak"], "device": "cuda"}}
         written.append(dest / f"{name}.pt")
         save_checkpoint(written[-1], model, entry["kwargs"], params=params, step=report["steps"], epoch=0,
                         examples=report["examples"], trained_on="benchmarks/gpu_pack.py pack (Opus 40 kb/s)")

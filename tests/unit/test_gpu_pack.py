@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +11,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+from tests import benchmark_modules
 from vocalsep.contracts import INDEX_COLUMNS
 from vocalsep.data import MixtureDataset, read_index
 
@@ -20,12 +19,8 @@ RATE = 44100
 
 
 @pytest.fixture(scope="module")
-def gpu_pack(repo_root):
-    spec = importlib.util.spec_from_file_location("gpu_pack", repo_root / "benchmarks" / "gpu_pack.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_pack"] = module
-    spec.loader.exec_module(module)
-    return module
+def gpu_pack():
+    return benchmark_modules.load("gpu_pack")
 
 
 def tone_file(path: Path, seconds: float, freq: float) -> None:
@@ -94,12 +89,8 @@ def _data_params():
 
 
 @pytest.fixture(scope="module")
-def gpu_run(repo_root):
-    spec = importlib.util.spec_from_file_location("gpu_run", repo_root / "benchmarks" / "gpu_run.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_run"] = module
-    spec.loader.exec_module(module)
-    return module
+def gpu_run():
+    return benchmark_modules.load("gpu_run")
 
 
 def test_a_model_continues_from_the_weights_an_earlier_lease_returned(gpu_run, repo_root, tmp_path):

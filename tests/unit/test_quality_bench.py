@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests import benchmark_modules
 from vocalsep.levels import block_rms_db
 from vocalsep.scoring import Track
 
@@ -18,13 +17,9 @@ BLOCK = 800  # 50 ms at RATE
 
 
 @pytest.fixture(scope="module")
-def quality(repo_root: Path):
+def quality():
     """benchmarks/quality.py imported as a module (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("quality_bench", repo_root / "benchmarks" / "quality.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_modules.load("quality", "quality_bench")
 
 
 def bursts(seconds: float, seed: int) -> np.ndarray:
