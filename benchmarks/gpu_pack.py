@@ -105,7 +105,8 @@ def _decode(pack_dir: Path, stream: dict, frames: int, out: Path) -> list[dict]:
 
 
 def unpack(pack_dir: str | Path, out: str | Path) -> dict[str, Path]:
-    """Decode the pack into `out`/<split>-<role>.wav and `out`/index/<split>.parquet; returns the index paths."""
+    """Decode the pack into `out`/<split>-<role>.wav and `out`/index/<split>.parquet, with the manifest's
+    rate, frames and bitrate in `out`/index/pack.json (gpu_run.py's provenance); returns the index paths."""
     from concurrent.futures import ProcessPoolExecutor
 
     pack_dir, out = Path(pack_dir), Path(out)
@@ -115,6 +116,7 @@ def unpack(pack_dir: str | Path, out: str | Path) -> dict[str, Path]:
     with ProcessPoolExecutor(len(streams)) as pool:
         decoded = list(pool.map(_decode, [pack_dir] * len(streams), streams, [int(manifest["frames"])] * len(streams),
                                 [out] * len(streams)))
+    (out / "index" / "pack.json").write_text(json.dumps({k: v for k, v in manifest.items() if k != "streams"}))
     paths = {}
     for split in sorted({s["split"] for s in streams}):
         rows = [row for stream, table in zip(streams, decoded) if stream["split"] == split for row in table]

@@ -178,6 +178,7 @@ def run_training(args: argparse.Namespace, report: dict) -> None:
     models = make_models(args.params, device, args.models, dict(item.split("=", 1) for item in args.init))
     budget = args.train_seconds if args.end_at is None else args.end_at - time.time()
     log = report["train"] = {"batch": args.batch, "workers": args.workers, "train_seconds": round(budget, 1),
+                             "pack": pack_of(Path(args.index)),
                              "models": {n: {k: v for k, v in e.items() if k in ("class", "kwargs", "peak",
                                         "pretrained", "init", "parameters", "losses")} for n, e in models.items()},
                              "val": []}
@@ -210,6 +211,22 @@ def run_training(args: argparse.Namespace, report: dict) -> None:
         fetch = time.perf_counter()
 
 
+def pack_of(index: Path) -> dict:
+    """The pack the index was decoded from (gpu_pack.py unpack's pack.json), or {} for an index made otherwise."""
+    path = index / "pack.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def trained_on(report: dict) -> str:
+    """Where the returned weights' examples came from, for the checkpoints' provenance."""
+    pack = report.get("pack")
+    if pack is None:  # gpu.json of a lease before pack.json existed
+        return "benchmarks/gpu_pack.py pack (Opus, bitrate not recorded)"
+    if not pack:
+        return "an index not made by benchmarks/gpu_pack.py"
+    return f"benchmarks/gpu_pack.py pack (Opus {pack['bitrate'].removesuffix('k')} kb/s)"
+
+
 def score(models: dict[str, dict], val: tuple, step: int, elapsed: float, device: torch.device) -> dict:
     row: dict = {"step": step, "seconds": round(elapsed, 1)}
     for name, entry in models.items():
@@ -233,7 +250,7 @@ def to_checkpoints(folder: Path, params_path: str, dest: Path) -> list[Path]:
                   "train": {**trained["train"], "batch_size": report["batch"], "lr": entry["peak"], "device": "cuda"}}
         written.append(dest / f"{name}.pt")
         save_checkpoint(written[-1], model, entry["kwargs"], params=params, step=report["steps"], epoch=0,
-                        examples=report["examples"], trained_on="benchmarks/gpu_pack.py pack (Opus 40 kb/s)")
+                        examples=report["examples"], trained_on=trained_on(report))
     return written
 
 

@@ -82,6 +82,18 @@ def test_unpacked_index_reads_like_the_real_one_with_ids_and_timing_kept(gpu_pac
     assert mixture.shape == vocals.shape == (2, 2 * RATE)
 
 
+def test_the_checkpoints_name_the_bitrate_of_the_pack_they_trained_on(gpu_pack, gpu_run, workspace, tmp_path):
+    args = argparse.Namespace(workspace=str(workspace), out=str(tmp_path / "pack"), voice=3, music=2, val=1,
+                              seconds=2.0, bitrate="24k", seed=0)
+    gpu_pack.pack(args)
+    index = gpu_pack.unpack(tmp_path / "pack", tmp_path / "work")["train"].parent
+    pack = gpu_run.pack_of(index)
+    assert pack["bitrate"] == "24k" and pack["frames"] == 2 * RATE
+    assert gpu_run.trained_on({"pack": pack}) == "benchmarks/gpu_pack.py pack (Opus 24 kb/s)"
+    assert "not recorded" in gpu_run.trained_on({})  # a gpu.json from before the pack was recorded
+    assert gpu_run.pack_of(tmp_path) == {} and "not made by" in gpu_run.trained_on({"pack": {}})
+
+
 def _data_params():
     from vocalsep.config import DataParams
 
