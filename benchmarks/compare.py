@@ -1,0 +1,176 @@
+"""Is a candidate model better than the shipped one? Paired figures on the same mixtures, and the ship rule.
+
+`benchmarks/quality.py` scores every system on the same seeded mixtures, so two
+systems can be compared track by track, not only by their medians. For each
+candidate against a reference (the shipped base model), on the unseen set:
+
+- **medians** of SI-SDRi, SI-SDRi over voice families, SDR, pass-through and
+  music leak, and the candidate's change on each;
+- **paired**: on how many mixtures the candidate is better, the mean change,
+  and a 90 % bootstrap interval of that mean (mixtures resampled with
+  replacement, seeded), for SI-SDRi, SDR, pass-through and leak (lower leak is
+  better); the mean SI-SDRi change per voice family;
+- **the ship rule** the project applies before replacing its base model
+  (docs/performance.md): no worse than the reference on the median SI-SDRi, on
+  the median over voice families and on the median leak, and a pass-through of
+  at least 15 dB. `passes` is false with each failed condition named.
+
+Results files are read in order and their systems merged; every file must hold
+the same unseen mixtures (its `config.sets.unseen`), or the comparison would
+pair different audio. A system named twice is an error, not a silent choice.
+
+Usage: python benchmarks/compare.py RESULTS.json [MORE.json ...] --reference base_v12
+           --candidates NAME [NAME ...] [--out benchmarks/results/compare.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+SET = "unseen"
+MEDIANS = ("median_si_sdri", "median_si_sdri_over_voice_families", "median_sdr", "median_pass_through", "median_leak")
+PAIRED = {"si_sdri": 1, "sdr": 1, "pass_through": 1, "leak": -1}  # sign: +1 higher is better, -1 lower is better
+PASS_THROUGH_FLOOR = 15.0
+RESAMPLES = 10_000
+
+
+class CompareError(Exception):
+    """A comparison that would mislead: unknown system, different mixtures, a name in two files."""
+
+
+def merged_systems(paths: list[Path]) -> dict[str, dict]:
+    """The systems of every results file, checked to be scored on the same unseen mixtures."""
+    systems: dict[str, dict] = {}
+    mixtures = None
+    for path in paths:
+        results = json.loads(path.read_text())
+        key = results.get("config", {}).get("sets", {}).get(SET)
+        if key is None:
+            raise CompareError(f"{path}: no config.sets.{SET}; is it a benchmarks/quality.py result?")
+        if mixtures is not None and key != mixtures:
+            raise CompareError(f"{path}: its {SET} mixtures differ from {paths[0]}'s ({_differing(mixtures, key)}); "
+                               "score both systems on the same set")
+        mixtures = key
+        for name, system in results["systems"].items():
+            if name in systems and _scores(systems[name]) != _scores(system):
+                raise CompareError(f"{path}: system {name!r} is also in an earlier file with other scores; "
+                                   "rename one (quality.py --model NAME=...)")
+            systems[name] = system
+    return systems
+
+
+def _scores(system: dict) -> tuple:
+    """What a comparison reads of a system (timings and notes may differ between two runs of it)."""
+    return tuple(system.get(k) for k in MEDIANS), system.get("per_track")
+
+
+def _differing(a: dict, b: dict) -> str:
+    return ", ".join(sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k)))
+
+
+def per_track(system: dict, name: str) -> dict[str, dict]:
+    rows = system.get("per_track")
+    if not rows:
+        raise CompareError(f"system {name!r} has no per-track scores to pair")
+    return {row["track"]: row for row in rows}
+
+
+def bootstrap_interval(deltas: np.ndarray, seed: int = 0, level: float = 0.9) -> list[float]:
+    """The `level` bootstrap interval of the mean of `deltas` (resampled with replacement)."""
+    rng = np.random.default_rng(seed)
+    means = deltas[rng.integers(0, len(deltas), size=(RESAMPLES, len(deltas)))].mean(axis=1)
+    tail = (1 - level) / 2
+    return [round(float(np.quantile(means, tail)), 3), round(float(np.quantile(means, 1 - tail)), 3)]
+
+
+def paired(reference: dict[str, dict], candidate: dict[str, dict], metric: str, sign: int) -> dict:
+    """Track-by-track change of `metric` (candidate minus reference) on the tracks both scored."""
+    tracks = [t for t in reference if t in candidate
+              and reference[t].get(metric) is not None and candidate[t].get(metric) is not None]
+    if not tracks:
+        return {"tracks": 0}
+    deltas = np.array([candidate[t][metric] - reference[t][metric] for t in tracks])
+    return {"tracks": len(tracks), "better": int((sign * deltas > 0).sum()),
+            "mean_change": round(float(deltas.mean()), 3), "interval_90": bootstrap_interval(deltas)}
+
+
+def by_voice_family(reference: dict[str, dict], candidate: dict[str, dict]) -> dict[str, float]:
+    """Mean SI-SDRi change per voice family."""
+    out: dict[str, list[float]] = {}
+    for track, row in reference.items():
+        if track in candidate and row.get("si_sdri") is not None and candidate[track].get("si_sdri") is not None:
+            out.setdefault(row["voice"], []).append(candidate[track]["si_sdri"] - row["si_sdri"])
+    return {family: round(float(np.mean(d)), 3) for family, d in sorted(out.items())}
+
+
+def ship_rule(reference: dict, candidate: dict) -> list[str]:
+    """The failed conditions of the ship rule (empty: it passes)."""
+    failed = []
+    for key in ("median_si_sdri", "median_si_sdri_over_voice_families"):
+        if candidate[key] < reference[key]:
+            failed.append(f"{key} {candidate[key]:+.2f} < {reference[key]:+.2f}")
+    if candidate["median_leak"] > reference["median_leak"]:
+        failed.append(f"median_leak {candidate['median_leak']:.2f} > {reference['median_leak']:.2f}")
+    if candidate["median_pass_through"] < PASS_THROUGH_FLOOR:
+        failed.append(f"median_pass_through {candidate['median_pass_through']:.1f} < {PASS_THROUGH_FLOOR}")
+    return failed
+
+
+def compare(systems: dict[str, dict], reference: str, candidates: list[str]) -> dict:
+    """Each candidate against `reference`: medians and their changes, paired figures, the ship rule."""
+    for name in [reference, *candidates]:
+        if name not in systems:
+            raise CompareError(f"no system {name!r} in the results; there are: {', '.join(sorted(systems))}")
+    ref = systems[reference]
+    ref_tracks = per_track(ref, reference)
+    out: dict = {"reference": reference, "set": SET, "reference_medians": {k: ref[k] for k in MEDIANS},
+                 "candidates": {}}
+    for name in candidates:
+        cand = systems[name]
+        tracks = per_track(cand, name)
+        failed = ship_rule(ref, cand)
+        out["candidates"][name] = {
+            "medians": {k: cand[k] for k in MEDIANS},
+            "median_change": {k: round(cand[k] - ref[k], 3) for k in MEDIANS},
+            "paired": {m: paired(ref_tracks, tracks, m, sign) for m, sign in PAIRED.items()},
+            "si_sdri_change_by_voice_family": by_voice_family(ref_tracks, tracks),
+            "passes": not failed, "failed": failed}
+    return out
+
+
+def summary(result: dict) -> str:
+    lines = [f"against {result['reference']} ({result['set']} set)"]
+    for name, c in result["candidates"].items():
+        s = c["paired"]["si_sdri"]
+        lines.append(f"{name}: SI-SDRi {c['medians']['median_si_sdri']:+.2f} ({c['median_change']['median_si_sdri']:+.2f}), "
+                     f"better on {s.get('better')}/{s['tracks']}, mean {s.get('mean_change', 0):+.2f} "
+                     f"{s.get('interval_90')}; leak {c['medians']['median_leak']:.1f}; "
+                     + ("passes the ship rule" if c["passes"] else "fails: " + "; ".join(c["failed"])))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", nargs="+", type=Path, help="benchmarks/quality.py result files")
+    parser.add_argument("--reference", required=True, help="the shipped model's system name")
+    parser.add_argument("--candidates", nargs="+", required=True)
+    parser.add_argument("--out", type=Path, help="write the comparison as JSON here")
+    args = parser.parse_args(argv)
+    try:
+        result = compare(merged_systems(args.results), args.reference, args.candidates)
+    except (CompareError, OSError, json.JSONDecodeError) as error:
+        print(f"compare: {error}", file=sys.stderr)
+        return 2
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(summary(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
