@@ -13,7 +13,11 @@ candidate against a reference (the shipped base model), on the unseen set:
 - **the ship rule** the project applies before replacing its base model
   (docs/performance.md): no worse than the reference on the median SI-SDRi, on
   the median over voice families and on the median leak, and a pass-through of
-  at least 15 dB. `passes` is false with each failed condition named.
+  at least 15 dB. `passes` is false with each failed condition named;
+- **a proposed paired rule** (`paired_rule`), for candidates declared after
+  it: the 90 % interval of the mean SI-SDRi change above zero, no voice
+  family's mean change below -0.25 dB, and the leak and pass-through
+  conditions above.
 
 Results files are read in order and their systems merged; every file must hold
 the same unseen mixtures (its `config.sets.unseen`), or the comparison would
@@ -36,6 +40,7 @@ SET = "unseen"
 MEDIANS = ("median_si_sdri", "median_si_sdri_over_voice_families", "median_sdr", "median_pass_through", "median_leak")
 PAIRED = {"si_sdri": 1, "sdr": 1, "pass_through": 1, "leak": -1}  # sign: +1 higher is better, -1 lower is better
 PASS_THROUGH_FLOOR = 15.0
+FAMILY_FLOOR = -0.25  # dB: the proposed paired rule's largest mean SI-SDRi loss allowed on one voice family
 RESAMPLES = 10_000
 
 
@@ -121,6 +126,19 @@ def ship_rule(reference: dict, candidate: dict) -> list[str]:
     return failed
 
 
+def paired_rule(reference: dict, candidate: dict, figures: dict) -> list[str]:
+    """The failed conditions of the proposed paired rule (docs/performance.md, "base_v13"): the 90 % interval
+    of the mean SI-SDRi change above zero, no voice family's mean change below FAMILY_FLOOR, and the median
+    leak and pass-through conditions of `ship_rule`."""
+    failed = []
+    low = figures["paired"]["si_sdri"].get("interval_90", [float("-inf")])[0]
+    if low <= 0:
+        failed.append(f"si_sdri mean change interval starts at {low:+.2f}, not above 0")
+    failed += [f"voice family {family} mean change {change:+.2f} < {FAMILY_FLOOR:+.2f}"
+               for family, change in figures["si_sdri_change_by_voice_family"].items() if change < FAMILY_FLOOR]
+    return failed + [f for f in ship_rule(reference, candidate) if not f.startswith("median_si_sdri")]
+
+
 def compare(systems: dict[str, dict], reference: str, candidates: list[str]) -> dict:
     """Each candidate against `reference`: medians and their changes, paired figures, the ship rule."""
     for name in [reference, *candidates]:
@@ -134,12 +152,13 @@ def compare(systems: dict[str, dict], reference: str, candidates: list[str]) -> 
         cand = systems[name]
         tracks = per_track(cand, name)
         failed = ship_rule(ref, cand)
-        out["candidates"][name] = {
-            "medians": {k: cand[k] for k in MEDIANS},
-            "median_change": {k: round(cand[k] - ref[k], 3) for k in MEDIANS},
-            "paired": {m: paired(ref_tracks, tracks, m, sign) for m, sign in PAIRED.items()},
-            "si_sdri_change_by_voice_family": by_voice_family(ref_tracks, tracks),
-            "passes": not failed, "failed": failed}
+        figures = {"medians": {k: cand[k] for k in MEDIANS},
+                   "median_change": {k: round(cand[k] - ref[k], 3) for k in MEDIANS},
+                   "paired": {m: paired(ref_tracks, tracks, m, sign) for m, sign in PAIRED.items()},
+                   "si_sdri_change_by_voice_family": by_voice_family(ref_tracks, tracks),
+                   "passes": not failed, "failed": failed}
+        proposed = paired_rule(ref, cand, figures)
+        out["candidates"][name] = {**figures, "paired_rule": {"passes": not proposed, "failed": proposed}}
     return out
 
 
@@ -150,7 +169,9 @@ def summary(result: dict) -> str:
         lines.append(f"{name}: SI-SDRi {c['medians']['median_si_sdri']:+.2f} ({c['median_change']['median_si_sdri']:+.2f}), "
                      f"better on {s.get('better')}/{s['tracks']}, mean {s.get('mean_change', 0):+.2f} "
                      f"{s.get('interval_90')}; leak {c['medians']['median_leak']:.1f}; "
-                     + ("passes the ship rule" if c["passes"] else "fails: " + "; ".join(c["failed"])))
+                     + ("passes the ship rule" if c["passes"] else "fails: " + "; ".join(c["failed"]))
+                     + "; proposed paired rule: " + ("passes" if c["paired_rule"]["passes"]
+                                                      else "fails: " + "; ".join(c["paired_rule"]["failed"])))
     return "\n".join(lines)
 
 

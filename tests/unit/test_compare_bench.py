@@ -46,6 +46,7 @@ def test_a_candidate_better_on_every_mixture_passes_with_an_interval_above_zero(
     assert 0 < si["interval_90"][0] <= si["mean_change"] <= si["interval_90"][1]
     assert out["paired"]["leak"]["better"] == 6 and out["paired"]["leak"]["mean_change"] == pytest.approx(-1.0)
     assert out["si_sdri_change_by_voice_family"] == pytest.approx({"a": 0.4, "b": 0.3}, abs=1e-3)
+    assert out["paired_rule"] == {"passes": True, "failed": []}
 
 
 def test_the_rule_names_each_condition_a_candidate_fails(compare, tmp_path):
@@ -59,6 +60,18 @@ def test_the_rule_names_each_condition_a_candidate_fails(compare, tmp_path):
     assert "median_leak -10.00 > -25.00" in failed and "median_pass_through 9.0 < 15.0" in failed
     assert out["paired"]["si_sdri"]["better"] == 3
     assert out["si_sdri_change_by_voice_family"] == pytest.approx({"a": -2.0, "b": 1.5})
+    proposed = " | ".join(out["paired_rule"]["failed"])
+    assert "voice family a mean change -2.00" in proposed and "voice family b" not in proposed
+    assert "interval starts at" in proposed and "median_leak" in proposed and "median_si_sdri " not in proposed
+
+
+def test_the_paired_rule_can_pass_what_the_median_of_family_medians_fails(compare, tmp_path):
+    # family a's median drops by 0.1 dB (two families: their mean falls), yet four of six mixtures gain and one ties
+    mixed = system([5.3, 5.9, 7.4, 8.5, 9.0, 10.5], [-21, -23, -25, -27, -29, -31], [60] * 6)
+    out = compare.compare(compare.merged_systems([results(tmp_path / "r.json", {"base": BASE, "new": mixed})]),
+                          "base", ["new"])["candidates"]["new"]
+    assert not out["passes"] and out["failed"] == ["median_si_sdri_over_voice_families +7.45 < +7.50"]
+    assert out["paired_rule"]["passes"], out["paired_rule"]
 
 
 def test_results_of_other_mixtures_or_clashing_names_are_refused(compare, tmp_path):
