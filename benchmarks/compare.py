@@ -22,6 +22,9 @@ candidate against a reference (the shipped base model), on the unseen set:
 Results files are read in order and their systems merged; every file must hold
 the same unseen mixtures (its `config.sets.unseen`), or the comparison would
 pair different audio. A system named twice is an error, not a silent choice.
+The rules read the stored medians, so each compared system's medians are first
+recomputed from its per-track rows; a file where the two disagree (edited by
+hand, or written by another version) is refused with the figure named.
 
 Usage: python benchmarks/compare.py RESULTS.json [MORE.json ...] --reference base_v12
            --candidates NAME [NAME ...] [--out benchmarks/results/compare.json]
@@ -42,6 +45,7 @@ PAIRED = {"si_sdri": 1, "sdr": 1, "pass_through": 1, "leak": -1}  # sign: +1 hig
 PASS_THROUGH_FLOOR = 15.0
 FAMILY_FLOOR = -0.25  # dB: the proposed paired rule's largest mean SI-SDRi loss allowed on one voice family
 RESAMPLES = 10_000
+MEDIAN_TOLERANCE = 0.01  # dB: per-track rows and medians are both rounded to 4 decimals by quality.py
 
 
 class CompareError(Exception):
@@ -83,6 +87,29 @@ def per_track(system: dict, name: str) -> dict[str, dict]:
     if not rows:
         raise CompareError(f"system {name!r} has no per-track scores to pair")
     return {row["track"]: row for row in rows}
+
+
+def recomputed_medians(rows: list[dict]) -> dict[str, float | None]:
+    """The medians `MEDIANS` names, as quality.py computes them, from a system's per-track rows; the one over
+    voice families is the median of each family's median SI-SDRi."""
+    def median(values: list) -> float | None:
+        kept = [v for v in values if v is not None]
+        return float(np.median(kept)) if kept else None
+    out = {f"median_{m}": median([r.get(m) for r in rows]) for m in ("si_sdri", "sdr", "pass_through", "leak")}
+    voices = sorted({r["voice"] for r in rows if "voice" in r})
+    families = [median([r.get("si_sdri") for r in rows if r.get("voice") == v]) for v in voices]
+    out["median_si_sdri_over_voice_families"] = median(families)
+    return out
+
+
+def check_medians(system: dict, name: str) -> None:
+    """Refuse a system whose stored medians are not those of its own per-track rows."""
+    recomputed = recomputed_medians(system["per_track"])
+    wrong = [f"{key} stored {system.get(key)}, per-track rows give {value:.4f}" for key, value in recomputed.items()
+             if value is not None and (system.get(key) is None or abs(system[key] - value) > MEDIAN_TOLERANCE)]
+    if wrong:
+        raise CompareError(f"system {name!r}: its medians disagree with its per-track scores ({'; '.join(wrong)}); "
+                           "score it again with benchmarks/quality.py")
 
 
 def bootstrap_interval(deltas: np.ndarray, seed: int = 0, level: float = 0.9) -> list[float]:
@@ -155,6 +182,9 @@ def compare(systems: dict[str, dict], reference: str, candidates: list[str]) -> 
             raise CompareError(f"no system {name!r} in the results; there are: {', '.join(sorted(systems))}")
     ref = systems[reference]
     ref_tracks = per_track(ref, reference)
+    for name in [reference, *candidates]:
+        per_track(systems[name], name)
+        check_medians(systems[name], name)
     out: dict = {"reference": reference, "set": SET, "reference_medians": {k: ref[k] for k in MEDIANS},
                  "candidates": {}}
     for name in candidates:

@@ -103,3 +103,17 @@ def test_the_committed_results_pair_on_the_same_mixtures(compare, repo_root):
     out = compare.compare(systems, "base_v12", ["soup_gftc_s34"])["candidates"]["soup_gftc_s34"]
     assert out["paired"]["si_sdri"]["tracks"] == 24
     assert set(out["si_sdri_change_by_voice_family"]) == {"gcin-voice", "ktuberling-data", "megaglest-data"}
+
+
+def test_a_system_whose_medians_disagree_with_its_tracks_is_refused(compare, tmp_path):
+    edited = system([5.5, 6.5, 7.5, 8.5, 9.5, 10.5], [-21, -23, -25, -27, -29, -31], [60] * 6)
+    merged = compare.merged_systems([results(tmp_path / "r.json", {"base": BASE, "cand": edited})])
+    assert compare.compare(merged, "base", ["cand"])["candidates"]["cand"]["passes"]
+    edited = merged["cand"]
+    edited["median_leak"] = -40.0  # a hand-edited median: the rows still say -26
+    with pytest.raises(compare.CompareError, match=r"'cand'.*median_leak stored -40.0, per-track rows give -26.0000"):
+        compare.compare(merged, "base", ["cand"])
+    edited["median_leak"] = -26.0
+    edited["median_si_sdri_over_voice_families"] = 9.0  # the families' medians are 6.5 and 9.5: 8.0
+    with pytest.raises(compare.CompareError, match="median_si_sdri_over_voice_families stored 9.0"):
+        compare.compare(merged, "base", ["cand"])
