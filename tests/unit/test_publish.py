@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from vocalsep.base_model.publish import augment_summary, quality_table
+from vocalsep.base_model.publish import augment_summary, family_tables, quality_table
 
 
 def test_quality_table_shows_unseen_headline_behaviour_and_seen_rows(tmp_path):
@@ -20,6 +20,26 @@ def test_quality_table_shows_unseen_headline_behaviour_and_seen_rows(tmp_path):
     assert rows[2] == "| base | +7.50 | +6.25 | +5.00 | +15.00 | -25.50 | +0.50 | +11.00 | new |"
     assert rows[3].startswith("| silence | n/a |") and "-120.00" in rows[3] and rows[3].endswith("|  |")
     assert quality_table(tmp_path / "missing.json") == ["(no quality benchmark results given)"]
+
+
+def test_family_tables_give_each_voice_and_music_family_of_every_system(tmp_path):
+    def fam(si, passes, leak):
+        return {"median_si_sdri": si, "median_pass_through": passes, "median_leak": leak, "tracks": 8}
+    results = tmp_path / "quality.json"
+    results.write_text(json.dumps({"systems": {
+        "base": {"families": {"voice": {"gcin": fam(6.29, 63.13, -28.92), "kt": fam(9.42, 75.9, -18.59)},
+                              "music": {"moh": fam(6.24, None, -13.8)}}},
+        "silence": {"families": {"voice": {"gcin": fam(None, None, -120.0)}, "music": {}}},
+        "old": {"median_si_sdri": 1.0},  # scored before families existed: no row
+    }}))
+    lines = family_tables(results)
+    voice = lines.index("| system | gcin | kt |")
+    assert lines[voice + 2] == "| base | +6.29 / +63.13 / -28.92 | +9.42 / +75.90 / -18.59 |"
+    assert lines[voice + 3] == "| silence | n/a / n/a / -120.00 | n/a / n/a / n/a |"
+    music = lines.index("| system | moh |")
+    assert lines[music + 2] == "| base | +6.24 / -13.80 |" and lines[music + 3] == "| silence | n/a / n/a |"
+    assert not any(line.startswith("| old") for line in lines)
+    assert family_tables(tmp_path / "missing.json") == []
 
 
 def test_augment_summary_lists_what_fires():

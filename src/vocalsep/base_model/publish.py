@@ -91,6 +91,29 @@ def quality_table(path: Path | None) -> list[str]:
     return rows
 
 
+def family_tables(path: Path | None) -> list[str]:
+    """Per family of the unseen set, for every system that has them: each voice family's SI-SDRi /
+    pass-through / music leak, then each music family's SI-SDRi / leak (medians over its tracks)."""
+    if path is None or not path.is_file():
+        return []
+    systems = {n: r["families"] for n, r in json.loads(path.read_text()).get("systems", {}).items() if r.get("families")}
+    out: list[str] = []
+    for role, keys, what in (("voice", ("median_si_sdri", "median_pass_through", "median_leak"),
+                              "SI-SDRi / pass-through / music leak"),
+                             ("music", ("median_si_sdri", "median_leak"), "SI-SDRi / music leak")):
+        names = sorted({f for fams in systems.values() for f in fams.get(role, {})})
+        if not names:
+            continue
+        out += [f"Unseen conditions by {role} family ({what}, dB; medians over the family's tracks):", "",
+                "| system | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        for name, fams in systems.items():
+            cells = [" / ".join("n/a" if (fams.get(role, {}).get(f) or {}).get(k) is None
+                                else f"{fams[role][f][k]:+.2f}" for k in keys) for f in names]
+            out.append(f"| {name} | " + " | ".join(cells) + " |")
+        out.append("")
+    return out
+
+
 def augment_summary(data_params: dict[str, Any]) -> str:
     """The training augmentation of a checkpoint's `data` params, as "name p, ..." (or "none")."""
     augment = data_params.get("augment") or {}
@@ -174,6 +197,7 @@ def model_card(config: dict[str, Any], ckpt: dict[str, Any], workspace: Path, qu
         "(higher is better, 100 = unchanged); music leak: output level re the input when music alone goes in "
         "(lower is better); level spread: SI-SDRi spread over input gains of -12, 0 and +6 dB.", "",
         *quality_table(quality), "",
+        *family_tables(quality),
     ]
     return "\n".join(lines)
 
