@@ -40,7 +40,8 @@ from pathlib import Path
 import numpy as np
 
 SET = "unseen"
-MEDIANS = ("median_si_sdri", "median_si_sdri_over_voice_families", "median_sdr", "median_pass_through", "median_leak")
+OVER_FAMILIES = "median_si_sdri_over_voice_families"  # the median of the voice families' median SI-SDRi
+MEDIANS = ("median_si_sdri", OVER_FAMILIES, "median_sdr", "median_pass_through", "median_leak")
 PAIRED = {"si_sdri": 1, "sdr": 1, "pass_through": 1, "leak": -1}  # sign: +1 higher is better, -1 lower is better
 PASS_THROUGH_FLOOR = 15.0
 FAMILY_FLOOR = -0.25  # dB: the proposed paired rule's largest mean SI-SDRi loss allowed on one voice family
@@ -95,16 +96,15 @@ def recomputed_medians(rows: list[dict]) -> dict[str, float | None]:
     def median(values: list) -> float | None:
         kept = [v for v in values if v is not None]
         return float(np.median(kept)) if kept else None
-    out = {f"median_{m}": median([r.get(m) for r in rows]) for m in ("si_sdri", "sdr", "pass_through", "leak")}
+    out = {key: median([r.get(key.removeprefix("median_")) for r in rows]) for key in MEDIANS if key != OVER_FAMILIES}
     voices = sorted({r["voice"] for r in rows if "voice" in r})
-    families = [median([r.get("si_sdri") for r in rows if r.get("voice") == v]) for v in voices]
-    out["median_si_sdri_over_voice_families"] = median(families)
+    out[OVER_FAMILIES] = median([median([r.get("si_sdri") for r in rows if r.get("voice") == v]) for v in voices])
     return out
 
 
-def check_medians(system: dict, name: str) -> None:
-    """Refuse a system whose stored medians are not those of its own per-track rows."""
-    recomputed = recomputed_medians(system["per_track"])
+def check_medians(system: dict, tracks: dict[str, dict], name: str) -> None:
+    """Refuse a system whose stored medians are not those of its own per-track rows (`per_track`'s)."""
+    recomputed = recomputed_medians(list(tracks.values()))
     wrong = [f"{key} stored {system.get(key)}, per-track rows give {value:.4f}" for key, value in recomputed.items()
              if value is not None and (system.get(key) is None or abs(system[key] - value) > MEDIAN_TOLERANCE)]
     if wrong:
@@ -180,21 +180,19 @@ def compare(systems: dict[str, dict], reference: str, candidates: list[str]) -> 
     for name in [reference, *candidates]:
         if name not in systems:
             raise CompareError(f"no system {name!r} in the results; there are: {', '.join(sorted(systems))}")
+    tracks = {name: per_track(systems[name], name) for name in [reference, *candidates]}
+    for name, rows in tracks.items():
+        check_medians(systems[name], rows, name)
     ref = systems[reference]
-    ref_tracks = per_track(ref, reference)
-    for name in [reference, *candidates]:
-        per_track(systems[name], name)
-        check_medians(systems[name], name)
     out: dict = {"reference": reference, "set": SET, "reference_medians": {k: ref[k] for k in MEDIANS},
                  "candidates": {}}
     for name in candidates:
         cand = systems[name]
-        tracks = per_track(cand, name)
         failed = ship_rule(ref, cand)
         figures = {"medians": {k: cand[k] for k in MEDIANS},
                    "median_change": {k: round(cand[k] - ref[k], 3) for k in MEDIANS},
-                   "paired": {m: paired(ref_tracks, tracks, m, sign) for m, sign in PAIRED.items()},
-                   "si_sdri_change_by_voice_family": by_voice_family(ref_tracks, tracks),
+                   "paired": {m: paired(tracks[reference], tracks[name], m, sign) for m, sign in PAIRED.items()},
+                   "si_sdri_change_by_voice_family": by_voice_family(tracks[reference], tracks[name]),
                    "passes": not failed, "failed": failed}
         proposed = paired_rule(ref, cand, figures)
         out["candidates"][name] = {**figures, "paired_rule": {"passes": not proposed, "failed": proposed}}

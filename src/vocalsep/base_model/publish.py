@@ -74,15 +74,23 @@ QUALITY_COLUMNS = (  # (header, key in a system's row of benchmarks/results/qual
 )
 
 
+def quality_systems(path: Path | None) -> dict[str, dict] | None:
+    """The systems of a benchmarks/quality.py results file; None when no file is given or it is missing."""
+    if path is None or not path.is_file():
+        return None
+    return json.loads(path.read_text()).get("systems", {})
+
+
+def cell(value: Any) -> str:
+    """A figure of the card's tables: signed, two decimals, "n/a" when there is none."""
+    return "n/a" if value is None else f"{value:+.2f}"
+
+
 def quality_table(path: Path | None) -> list[str]:
     """The quality benchmark's systems as markdown rows: medians on unseen conditions, and SI-SDRi on seen ones."""
-    if path is None or not path.is_file():
+    systems = quality_systems(path)
+    if systems is None:
         return ["(no quality benchmark results given)"]
-    systems = json.loads(path.read_text()).get("systems", {})
-
-    def cell(value: Any) -> str:
-        return "n/a" if value is None else f"{value:+.2f}"
-
     head = [h for h, _ in QUALITY_COLUMNS] + ["SI-SDRi, seen (dB)", "note"]
     rows = ["| system | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
     for name, row in systems.items():
@@ -94,21 +102,18 @@ def quality_table(path: Path | None) -> list[str]:
 def family_tables(path: Path | None) -> list[str]:
     """Per family of the unseen set, for every system that has them: each voice family's SI-SDRi /
     pass-through / music leak, then each music family's SI-SDRi / leak (medians over its tracks)."""
-    if path is None or not path.is_file():
-        return []
-    systems = {n: r["families"] for n, r in json.loads(path.read_text()).get("systems", {}).items() if r.get("families")}
+    families = {n: r["families"] for n, r in (quality_systems(path) or {}).items() if r.get("families")}
     out: list[str] = []
     for role, keys, what in (("voice", ("median_si_sdri", "median_pass_through", "median_leak"),
                               "SI-SDRi / pass-through / music leak"),
                              ("music", ("median_si_sdri", "median_leak"), "SI-SDRi / music leak")):
-        names = sorted({f for fams in systems.values() for f in fams.get(role, {})})
+        names = sorted({f for fams in families.values() for f in fams.get(role, {})})
         if not names:
             continue
         out += [f"Unseen conditions by {role} family ({what}, dB; medians over the family's tracks):", "",
                 "| system | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-        for name, fams in systems.items():
-            cells = [" / ".join("n/a" if (fams.get(role, {}).get(f) or {}).get(k) is None
-                                else f"{fams[role][f][k]:+.2f}" for k in keys) for f in names]
+        for name, fams in families.items():
+            cells = [" / ".join(cell((fams.get(role, {}).get(f) or {}).get(k)) for k in keys) for f in names]
             out.append(f"| {name} | " + " | ".join(cells) + " |")
         out.append("")
     return out
