@@ -44,6 +44,11 @@ recordings are all sparser than that (ktuberling's single words and
 megaglest's short unit lines peak near 60 % and 70 %) gives its closest
 window instead, logged and marked `activity_in_range: false` in
 `mixtures.json` and listed in the results' `voice_activity_out_of_range`.
+Each chosen window then loses its DC offset and content below 20 Hz
+(`vocalsep.levels.remove_subsonic`, as the normalize stage does; recipe 5:
+before it, gcin-voice's and megaglest-data's voices held 20-35 % of their
+energy there, inaudible, unrecoverable from a mixture and counted by SI-SDR;
+windows and ratios are drawn as in recipe 4, so the excerpts are the same).
 The vocals are scaled to a vocal-to-accompaniment loudness ratio drawn from
 U(-6, +3) dB; when the sum peaks above 0.99 both stems are scaled by one
 common factor; then `mixture = vocals + accompaniment` exactly (float32).
@@ -96,7 +101,8 @@ import torch
 import yaml
 
 from vocalsep.audio import read_audio, resample, to_stereo, write_audio
-from vocalsep.levels import ACTIVITY_BLOCK_SECONDS, block_rms_db, integrated_loudness, normalize_loudness
+from vocalsep.levels import (ACTIVITY_BLOCK_SECONDS, SUBSONIC_HZ, block_rms_db, integrated_loudness,
+                             normalize_loudness, remove_subsonic)
 from vocalsep.config import Params, ParamsError, load_params
 from vocalsep.corpus.build import build_corpus
 from vocalsep.corpus.join import JoinParams
@@ -122,7 +128,11 @@ FALLBACK_SLACK = 0.01  # no window in range: draw among those this close to the 
 RATIO_DB = (-6.0, 3.0)
 MIX_PEAK = 0.99
 THREADS = 2
-RECIPE = 4  # bump when the way mixtures are made changes: saved mixtures and results of another recipe are stale
+RECIPE = 5  # bump when the way mixtures are made changes: saved mixtures and results of another recipe are stale
+# 5 (2026-12-05): every source loses its DC offset and content below SUBSONIC_HZ before it is normalized
+# (recipe 4 kept them: gcin-voice's and megaglest-data's voices held 20-35 % of their energy there); the
+# windows and ratios are still drawn on the audio as decoded, so recipe 5 holds recipe 4's excerpts
+SUBSONIC_MARGIN = RATE  # stream filtered around a window: the 20 Hz filter's transient dies out in 0.1 s
 STEMS = ("mixture", "vocals", "accompaniment")
 BASELINES = {
     "mixture": "the mixture as the vocals estimate: SI-SDRi is 0 by definition",
@@ -341,8 +351,15 @@ def window_of(tracks: list[Source], index: int, frames: int, bounds: tuple[float
         return None
     audio, members = got
     start, fraction, miss = choose_window(audio, RATE, frames, bounds, rng)
-    return Excerpt(audio[start:start + frames].copy(), members[0].package, tuple(m.title for m in members),
+    return Excerpt(subsonic_free(audio, start, frames), members[0].package, tuple(m.title for m in members),
                    start, fraction, miss == 0), miss
+
+
+def subsonic_free(audio: np.ndarray, start: int, frames: int) -> np.ndarray:
+    """`audio[start:start + frames]` without its DC offset and content below SUBSONIC_HZ (recipe 5), filtered
+    with up to SUBSONIC_MARGIN of the stream around it so that the cut edges carry no filter transient."""
+    low, high = max(0, start - SUBSONIC_MARGIN), min(audio.shape[0], start + frames + SUBSONIC_MARGIN)
+    return remove_subsonic(audio[low:high], RATE, SUBSONIC_HZ)[start - low:start - low + frames].copy()
 
 
 def pick_excerpt(tracks: list[Source], first: int, frames: int, bounds: tuple[float, float],
@@ -414,6 +431,7 @@ def mixtures_key(args: argparse.Namespace, spec_sha256: str, label: str) -> dict
     """What set `label`'s mixtures depend on: they are reused only while it is unchanged."""
     return {"recipe": RECIPE, "set": label, "seed": args.seed, "tracks": set_tracks(args, label),
             "seconds": args.seconds, "eval_spec_sha256": spec_sha256, "sample_rate": RATE, "target_lufs": TARGET_LUFS,
+            "highpass_hz": SUBSONIC_HZ,
             "ratio_db": list(RATIO_DB), "voice_activity": list(VOICE_ACTIVITY),
             "music_activity": list(MUSIC_ACTIVITY), "activity_threshold_db": ACTIVITY_DB}
 

@@ -135,6 +135,7 @@ class DownloadParams:
 class NormalizeParams:
     target_lufs: float = -23.0
     peak_ceiling_db: float = ranged(-1.0, le=0, unit="dBFS")
+    highpass_hz: float = ranged(20.0, ge=0, le=100, unit="Hz")
     silence_threshold_db: float = -60.0
     clipping_level: float = ranged(0.999, gt=0, le=1)
     workers: int = ranged(2, ge=1)

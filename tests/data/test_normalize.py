@@ -61,8 +61,13 @@ CASES = {
     "silent000001": ("instrumental", "quiet.flac", lambda p: sf.write(p, np.zeros((44100, 2)), 44100), None, 2, 1.0),
     "zerolength01": ("acapella", "zero.wav", lambda p: sf.write(p, np.zeros((0, 2)), 44100), None, 0, 0.0),
     "truncated001": ("instrumental", "cut.flac", _truncated, None, 0, 0.0),
+    "dcoffset0001": ("acapella", "offset.wav",
+                     lambda p: sf.write(p, tone(2.0, 44100, 2, amp=0.2, seed=5) + 0.3, 44100, subtype="FLOAT"),
+                     44100, 2, 2.0),
+    "dconly000001": ("instrumental", "offset.flac", lambda p: sf.write(p, np.full((44100, 2), 0.3), 44100), None, 2, 1.0),
 }
-REASONS = {"tooshort0001": "too short", "silent000001": "silent", "zerolength01": "zero length", "truncated001": "truncated"}
+REASONS = {"tooshort0001": "too short", "silent000001": "silent", "zerolength01": "zero length", "truncated001": "truncated",
+           "dconly000001": "silent"}
 
 
 @pytest.fixture
@@ -132,6 +137,8 @@ def check_normalized(row: dict, root: Path, params) -> None:
     assert row["peak"] == pytest.approx(levels.peak_db(x), abs=0.01)
     assert row["peak"] <= params.normalize.peak_ceiling_db + 1e-3
     assert 0.0 <= row["silence_ratio"] < 0.1
+    offset = np.abs(x[len(x) // 4: -len(x) // 4].mean(axis=0)).max()  # normalize.highpass_hz takes DC away
+    assert offset < 0.01 * np.sqrt(np.mean(x ** 2)), (row["id"], offset)
     expected_clipping = row["id"] == "clipped00001"
     assert (row["clipping_ratio"] > 0.2) == expected_clipping, row
 

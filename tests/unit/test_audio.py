@@ -184,3 +184,20 @@ def test_not_audio_error_names_it(tmp_path):
 def test_write_rejects_unknown_extension(tmp_path):
     with pytest.raises(AudioError, match="x.xyz"):
         audio.write_audio(tmp_path / "x.xyz", sine(seconds=0.1), SR)
+
+
+def test_remove_subsonic_takes_dc_and_rumble_and_keeps_a_voice_band():
+    """A DC offset and a 5 Hz rumble under 100 Hz and 1 kHz tones: the first two go, the tones stay in
+    level and in time (zero phase), per channel; 0 Hz means off; a clip shorter than the filter loses its mean."""
+    t = np.arange(2 * SR) / SR
+    tones = 0.2 * np.sin(2 * np.pi * 100 * t) + 0.1 * np.sin(2 * np.pi * 1000 * t)
+    x = np.stack([tones + 0.15 + 0.2 * np.sin(2 * np.pi * 5 * t), tones - 0.05], axis=1).astype(np.float32)
+    y = levels.remove_subsonic(x, SR)
+    assert y.shape == x.shape and y.dtype == np.float32
+    middle = slice(SR // 4, -SR // 4)  # away from the edges' padding
+    assert np.abs(y[middle].mean(axis=0)).max() < 1e-3
+    residual = y[middle] - np.stack([tones, tones], axis=1)[middle]
+    assert np.sqrt(np.mean(residual ** 2)) < 0.01 * np.sqrt(np.mean(tones ** 2))  # tones kept, not delayed
+    assert levels.remove_subsonic(x, SR, 0.0) is x
+    short = np.full((5, 2), 0.3, dtype=np.float32)
+    assert np.allclose(levels.remove_subsonic(short, SR), 0.0)

@@ -97,12 +97,20 @@ def test_the_cli_writes_json_and_says_what_is_wrong(compare, tmp_path, capsys):
     assert "missing.json" in capsys.readouterr().err
 
 
-def test_the_committed_results_pair_on_the_same_mixtures(compare, repo_root):
+@pytest.mark.parametrize("files", [("quality.json",), ("quality-recipe4.json", "quality-gpu.json")])
+def test_the_committed_results_pair_on_the_same_mixtures(compare, repo_root, files):
     folder = repo_root / "benchmarks" / "results"
-    systems = compare.merged_systems([folder / "quality.json", folder / "quality-gpu.json"])
+    systems = compare.merged_systems([folder / f for f in files])
     out = compare.compare(systems, "base_v12", ["soup_gftc_s34"])["candidates"]["soup_gftc_s34"]
     assert out["paired"]["si_sdri"]["tracks"] == 24
     assert set(out["si_sdri_change_by_voice_family"]) == {"gcin-voice", "ktuberling-data", "megaglest-data"}
+
+
+def test_results_of_two_recipes_are_not_paired(compare, repo_root):
+    """recipe 5 removed the stems' DC offsets: its rows and recipe 4's are other mixtures."""
+    folder = repo_root / "benchmarks" / "results"
+    with pytest.raises(compare.CompareError, match="quality-gpu.json"):
+        compare.merged_systems([folder / "quality.json", folder / "quality-gpu.json"])
 
 
 def test_a_system_whose_medians_disagree_with_its_tracks_is_refused(compare, tmp_path):

@@ -249,3 +249,25 @@ def test_a_system_scored_on_the_seen_set_only_keeps_it_apart(quality):
     assert "median_si_sdri" not in row and row["seen"]["median_si_sdri"] == 0.0
     text = quality.table({"mixture": row})
     assert "-- seen conditions" in text and "-- unseen conditions" not in text
+
+
+def test_excerpts_lose_dc_and_rumble_but_keep_the_window_drawn_on_the_decoded_audio(quality, tmp_path):
+    """Recipe 5: a voice riding on a DC offset and a 3 Hz rumble (as gcin-voice's and megaglest-data's do)
+    is cut where recipe 4 cut it, and comes out with neither; its audible part is unchanged."""
+    rate = quality.RATE
+    speech = bursts(12.0, 3)
+    t = np.arange(speech.shape[0])[:, None] / rate
+    offset = (0.05 + 0.05 * np.sin(2 * np.pi * 3 * t)).astype(np.float32)
+    tracks = corpus_tracks(quality, tmp_path, [speech + offset])
+    excerpt, _ = quality.pick_excerpt(tracks, 0, 4 * rate, (0.75, 0.9), np.random.default_rng(5), -1.0, set())
+    decoded = quality.prepared(tracks[0].path, rate, -1.0)
+    start, _fraction, _miss = quality.choose_window(decoded, rate, 4 * rate, (0.75, 0.9), np.random.default_rng(5))
+    assert excerpt.start == start
+    window = decoded[start:start + 4 * rate]
+    assert np.abs(window.mean(axis=0)).min() > 0.02  # what recipe 4 mixed
+    assert np.abs(excerpt.audio.mean(axis=0)).max() < 1e-3
+    source = speech + offset
+    gain = float(np.sum(decoded * source) / np.sum(source ** 2))  # prepared() scaled the file by one gain
+    audible = gain * speech[start:start + 4 * rate]
+    error = excerpt.audio - audible
+    assert np.sqrt(np.mean(error ** 2)) < 0.05 * np.sqrt(np.mean(audible ** 2))

@@ -196,6 +196,7 @@ def model_card(config: dict[str, Any], ckpt: dict[str, Any], workspace: Path, qu
         *training_lines(config, ckpt, workspace, machine, command),
         "## Quality on real mixtures (`benchmarks/quality.py`)", "",
         "20 s mixtures of evaluation packages the model never trained on, voice active 75-90 % of the time, "
+        "stems without DC offset or content below 20 Hz (recipe 5), "
         "vocal-to-accompaniment loudness ratio drawn from -6 to +3 dB; medians over tracks. Unseen conditions "
         "(the headline): voices and music sharing no speaker, prompt series, game or recording chain with the "
         "training set; seen: voices that do. Pass-through: SI-SDR of the output when a voice alone goes in "

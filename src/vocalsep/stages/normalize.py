@@ -1,4 +1,4 @@
-"""normalize stage: raw downloads -> stereo, one-rate, loudness-normalized 24-bit FLAC + manifest.
+"""normalize stage: raw downloads -> stereo, one-rate, DC-free, loudness-normalized 24-bit FLAC + manifest.
 
 Reads `<paths.raw>/downloads.jsonl` (rows with status "ok"), writes
 `<paths.normalized>/<role>/<id>.flac` and `<paths.normalized>/manifest.parquet`
@@ -81,7 +81,8 @@ def _silence_reason(duration: float, silence_ratio: float, loudness: float, para
 
 
 def normalize_file(download: dict, params: Params, root: Path) -> dict:
-    """Decode, resample, make stereo, loudness-normalize and write one download; its manifest row.
+    """Decode, resample, make stereo, remove DC and sub-sonic content (`normalize.highpass_hz`),
+    loudness-normalize and write one download; its manifest row.
 
     `download` is a downloads.jsonl row (status ok); its `path` is relative to `root`.
     """
@@ -92,7 +93,7 @@ def normalize_file(download: dict, params: Params, root: Path) -> dict:
     except AudioError as err:
         return {**row, "reason": str(err)}
     sr, norm = params.audio.sample_rate, params.normalize
-    stereo = audio.resample(audio.to_stereo(source), source_sr, sr)
+    stereo = levels.remove_subsonic(audio.resample(audio.to_stereo(source), source_sr, sr), sr, norm.highpass_hz)
     row.update(source_sample_rate=source_sr, source_channels=source.shape[1], duration=stereo.shape[0] / sr,
                clipping_ratio=levels.clipping_ratio(source, norm.clipping_level),
                silence_ratio=levels.silence_ratio(stereo, sr, norm.silence_threshold_db))
