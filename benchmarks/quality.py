@@ -129,9 +129,9 @@ RATIO_DB = (-6.0, 3.0)
 MIX_PEAK = 0.99
 THREADS = 2
 RECIPE = 5  # bump when the way mixtures are made changes: saved mixtures and results of another recipe are stale
-# 5 (2026-12-05): every source loses its DC offset and content below SUBSONIC_HZ before it is normalized
-# (recipe 4 kept them: gcin-voice's and megaglest-data's voices held 20-35 % of their energy there); the
-# windows and ratios are still drawn on the audio as decoded, so recipe 5 holds recipe 4's excerpts
+# 5 (2026-12-05): every window, once cut, loses its DC offset and content below SUBSONIC_HZ (recipe 4 kept
+# them: gcin-voice's and megaglest-data's voices held 20-35 % of their energy there); the windows and ratios
+# are still drawn on the audio as decoded, so recipe 5 holds recipe 4's excerpts
 SUBSONIC_MARGIN = RATE  # stream filtered around a window: the 20 Hz filter's transient dies out in 0.1 s
 STEMS = ("mixture", "vocals", "accompaniment")
 BASELINES = {
