@@ -1,0 +1,90 @@
+"""Widening a trained HybridVocNet (vocalsep.model.grow): the wider model computes what the base computed, and
+`train.init: pretrained` starts from it when filters and skip_filters are one integer multiple of the base's."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vocalsep.base_model.weights import export_pretrained, init_from_pretrained
+from vocalsep.errors import VocalsepError
+from vocalsep.model import HybridVocNet
+from vocalsep.model.grow import widen_state, width_factor
+
+KWARGS = {"filters": 8, "skip_filters": 12, "layers": 4, "layers_per_stack": 2, "kernel_size": 3,
+          "n_fft": 128, "hop": 32, "wave_filters": 4, "wave_stride": 8}
+
+
+def trained(seed: int = 0, **kwargs) -> HybridVocNet:
+    """A tiny HybridVocNet with every weight moved off its initial value (as training leaves it)."""
+    torch.manual_seed(seed)
+    model = HybridVocNet(**{**KWARGS, **kwargs})
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model.eval()
+
+
+def wider(factor: int) -> dict:
+    return {**KWARGS, "filters": KWARGS["filters"] * factor, "skip_filters": KWARGS["skip_filters"] * factor}
+
+
+@pytest.mark.parametrize("factor", [2, 3])
+def test_the_widened_model_computes_what_the_base_computes(factor):
+    base = trained()
+    big = HybridVocNet(**wider(factor)).eval()
+    big.load_state_dict(widen_state(base.state_dict(), factor))
+    mixture = 0.3 * torch.randn(2, 2, 3000)
+    with torch.no_grad():
+        expected, got = base(mixture), big(mixture)
+    assert expected.abs().max() > 0.01
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+    assert sum(p.numel() for p in big.parameters()) > 1.5 * sum(p.numel() for p in base.parameters())
+
+
+def test_the_copies_of_a_channel_get_different_gradients_so_the_width_learns():
+    base = trained()
+    big = HybridVocNet(**wider(2))
+    big.load_state_dict(widen_state(base.state_dict(), 2, seed=1))
+    big(0.3 * torch.randn(1, 2, 2000)).pow(2).mean().backward()
+    rows = big.input.weight.grad
+    assert rows is not None
+    half = KWARGS["filters"]
+    assert torch.equal(big.input.weight[:half], big.input.weight[half:])  # the copies start equal...
+    assert not torch.allclose(rows[:half], rows[half:])  # ...and are pulled apart by the first step
+
+
+def test_widening_draws_its_shares_from_the_seed():
+    state = trained().state_dict()
+    a, b, c = widen_state(state, 2, seed=0), widen_state(state, 2, seed=0), widen_state(state, 2, seed=1)
+    key = "blocks.0.dilated.weight"
+    assert torch.equal(a[key], b[key]) and not torch.equal(a[key], c[key])
+
+
+@pytest.mark.parametrize("wanted, factor", [
+    (wider(2), 2), (wider(4), 4), (KWARGS, 1),
+    ({**KWARGS, "filters": 16}, 1),  # only one of the two widths grew
+    ({**KWARGS, "filters": 12, "skip_filters": 18}, 1),  # x1.5 is no integer
+    ({**wider(2), "layers": 6}, 1),  # something else changed too
+])
+def test_width_factor_is_an_integer_multiple_of_both_widths_and_nothing_else(wanted, factor):
+    assert width_factor(KWARGS, wanted) == factor
+
+
+def test_init_from_pretrained_starts_a_wider_model_from_the_base(tmp_path):
+    base = trained(seed=3)
+    export_pretrained({"class": "HybridVocNet", "kwargs": KWARGS, "state": base.state_dict(),
+                       "params": {"audio": {"sample_rate": 22050}}}, tmp_path)
+    big = HybridVocNet(**wider(2)).eval()
+    init_from_pretrained(big, "HybridVocNet", wider(2), tmp_path)
+    mixture = 0.3 * torch.randn(1, 2, 2500)
+    with torch.no_grad():
+        torch.testing.assert_close(big(mixture), base(mixture), atol=1e-5, rtol=1e-4)
+    odd = {**KWARGS, "filters": 12, "skip_filters": 18}
+    with pytest.raises(VocalsepError, match="multiply filters and skip_filters"):
+        init_from_pretrained(HybridVocNet(**odd), "HybridVocNet", odd, tmp_path)
+
+
+def test_a_factor_below_two_is_refused():
+    with pytest.raises(ValueError, match="factor"):
+        widen_state(trained().state_dict(), 1)
