@@ -46,7 +46,7 @@ def test_a_candidate_better_on_every_mixture_passes_with_an_interval_above_zero(
     assert 0 < si["interval_90"][0] <= si["mean_change"] <= si["interval_90"][1]
     assert out["paired"]["leak"]["better"] == 6 and out["paired"]["leak"]["mean_change"] == pytest.approx(-1.0)
     assert out["si_sdri_change_by_voice_family"] == pytest.approx({"a": 0.4, "b": 0.3}, abs=1e-3)
-    assert out["paired_rule"] == {"passes": True, "failed": []}
+    assert out["median_rule"] == {"passes": True, "failed": []}
 
 
 def test_the_rule_names_each_condition_a_candidate_fails(compare, tmp_path):
@@ -54,24 +54,49 @@ def test_the_rule_names_each_condition_a_candidate_fails(compare, tmp_path):
     worse = system([3.0, 4.0, 5.0, 9.0, 10.5, 12.0], [-10] * 6, [9.0] * 6)
     out = compare.compare(compare.merged_systems([results(tmp_path / "r.json", {"base": BASE, "new": worse})]),
                           "base", ["new"])["candidates"]["new"]
-    assert not out["passes"]
-    failed = " | ".join(out["failed"])
-    assert "median_si_sdri +7.00 < +7.50" in failed and "median_si_sdri_over_voice_families +7.25 < +7.50" in failed
-    assert "median_leak -10.00 > -25.00" in failed and "median_pass_through 9.0 < 15.0" in failed
+    assert not out["passes"] and not out["median_rule"]["passes"]
+    earlier = " | ".join(out["median_rule"]["failed"])
+    assert "median_si_sdri +7.00 < +7.50" in earlier and "median_si_sdri_over_voice_families +7.25 < +7.50" in earlier
+    assert "median_leak -10.00 > -25.00" in earlier and "median_pass_through 9.0 < 15.0" in earlier
     assert out["paired"]["si_sdri"]["better"] == 3
     assert out["si_sdri_change_by_voice_family"] == pytest.approx({"a": -2.0, "b": 1.5})
-    proposed = " | ".join(out["paired_rule"]["failed"])
-    assert "voice family a mean change -2.00" in proposed and "voice family b" not in proposed
-    assert "interval starts at" in proposed and "median_leak" in proposed and "median_si_sdri " not in proposed
+    failed = " | ".join(out["failed"])
+    assert "voice family a mean change -2.00" in failed and "voice family b" not in failed
+    assert "si_sdri mean change interval starts at" in failed and "median_si_sdri " not in failed
+    assert "median_leak -10.00 > -25.00" in failed and "leak mean change interval starts at" in failed
+    assert "median_pass_through 9.0 < 15.0" in failed and "real_time_factor" not in failed
 
 
-def test_the_paired_rule_can_pass_what_the_median_of_family_medians_fails(compare, tmp_path):
+def test_the_ship_rule_can_pass_what_the_median_of_family_medians_fails(compare, tmp_path):
     # family a's median drops by 0.1 dB (two families: their mean falls), yet four of six mixtures gain and one ties
     mixed = system([5.3, 5.9, 7.4, 8.5, 9.0, 10.5], [-21, -23, -25, -27, -29, -31], [60] * 6)
     out = compare.compare(compare.merged_systems([results(tmp_path / "r.json", {"base": BASE, "new": mixed})]),
                           "base", ["new"])["candidates"]["new"]
-    assert not out["passes"] and out["failed"] == ["median_si_sdri_over_voice_families +7.45 < +7.50"]
-    assert out["paired_rule"]["passes"], out["paired_rule"]
+    assert out["passes"], out["failed"]
+    assert out["median_rule"]["failed"] == ["median_si_sdri_over_voice_families +7.45 < +7.50"]
+
+
+def test_a_leak_median_worse_but_on_target_and_not_clearly_louder_passes(compare, tmp_path):
+    # every mixture gains; the leak is 2 dB louder on four mixtures, 15 dB quieter on two, and under -25 dB
+    quiet = system([5, 6, 7, 8, 9, 10], [-30, -32, -34, -36, -38, -40], [60] * 6)
+    leakier = system([5.4, 6.4, 7.4, 8.4, 9.4, 10.4], [-28, -30, -32, -34, -53, -55], [60] * 6)
+    out = compare.compare(compare.merged_systems([results(tmp_path / "r.json", {"base": quiet, "new": leakier})]),
+                          "base", ["new"])["candidates"]["new"]
+    assert out["median_change"]["median_leak"] > 0 and out["medians"]["median_leak"] <= -25
+    assert out["passes"], out["failed"]
+    assert any("median_leak" in f for f in out["median_rule"]["failed"])
+
+
+@pytest.mark.parametrize("leak, speed, reason", [
+    ([-19, -21, -23, -25, -27, -29], 40.0, "leak mean change interval starts at +1.00: clearly louder"),  # +1 dB
+    ([-21, -23, -25, -27, -29, -31], 8.0, "real_time_factor 8.0 < 10.0"),
+])
+def test_a_clearly_louder_leak_or_a_slow_model_fails_the_ship_rule(compare, tmp_path, leak, speed, reason):
+    faster_gain = {**system([5.5, 6.5, 7.5, 8.5, 9.5, 10.5], leak, [60] * 6), "real_time_factor": speed}
+    out = compare.compare(compare.merged_systems([results(tmp_path / "r.json", {"base": BASE, "new": faster_gain})]),
+                          "base", ["new"])["candidates"]["new"]
+    assert not out["passes"] and reason in out["failed"]
+    assert all(f == reason or f.startswith("median_leak") for f in out["failed"])
 
 
 def test_results_of_other_mixtures_or_clashing_names_are_refused(compare, tmp_path):
@@ -91,7 +116,8 @@ def test_the_cli_writes_json_and_says_what_is_wrong(compare, tmp_path, capsys):
     path = results(tmp_path / "r.json", {"base": BASE, "same": BASE})
     assert compare.main([str(path), "--reference", "base", "--candidates", "same", "--out", str(tmp_path / "c.json")]) == 0
     written = json.loads((tmp_path / "c.json").read_text())["candidates"]["same"]
-    assert written["passes"] and written["paired"]["si_sdri"] == {
+    assert written["failed"] == ["si_sdri mean change interval starts at +0.00, not above 0"]  # no gain: kept
+    assert written["median_rule"]["passes"] and written["paired"]["si_sdri"] == {
         "tracks": 6, "better": 0, "mean_change": 0.0, "interval_90": [0.0, 0.0]}
     assert compare.main([str(tmp_path / "missing.json"), "--reference", "base", "--candidates", "x"]) == 2
     assert "missing.json" in capsys.readouterr().err
