@@ -71,6 +71,22 @@ def test_exported_model_loads_back_with_identical_outputs(shipped):
     assert config["parameters"] == sum(p.numel() for p in original.parameters())
 
 
+def test_float16_weights_halve_the_file_and_load_back_as_float32_close_to_the_original(shipped, tmp_path):
+    folder, ckpt = shipped
+    half = tmp_path / "half"
+    export_pretrained(ckpt, half, dtype="float16")
+    assert (half / WEIGHTS_NAME).stat().st_size < 0.6 * (folder / WEIGHTS_NAME).stat().st_size
+    assert read_config(half)["weights_dtype"] == "float16" and "weights_dtype" not in read_config(folder)
+    model, _ = load_pretrained(half)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    x = torch.randn(2, 2, 4001)
+    full, rounded = outputs(load_pretrained(folder)[0], x), outputs(model, x)
+    assert not torch.equal(full, rounded)  # the weights were rounded ...
+    assert (rounded - full).abs().max() < 1e-2 * full.abs().max()  # ... by a few parts in ten thousand
+    with pytest.raises(VocalsepError, match="bfloat16.*float32, float16"):
+        export_pretrained(ckpt, tmp_path / "bad", dtype="bfloat16")
+
+
 def test_weights_are_safetensors_not_a_pickle(shipped, monkeypatch):
     folder, ckpt = shipped
     data = (folder / WEIGHTS_NAME).read_bytes()

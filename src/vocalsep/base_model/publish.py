@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="the low-latency model (pretrained-live/): its card says so and its lookahead")
     parser.add_argument("--quality", type=Path, help="benchmarks/results/quality.json to quote in the card")
     parser.add_argument("--command", default=COMMAND, help="how it was trained, for the card and the config")
+    parser.add_argument("--dtype", choices=("float32", "float16"), default="float32",
+                        help="how the weights are stored: float16 halves the file (loading casts back to float32)")
     parser.add_argument("--machine", default=f"{platform.machine()}, {torch.get_num_threads()} CPU threads",
                         help="where it trained, for the card")
     return parser
@@ -158,9 +160,11 @@ def _heading(config: dict[str, Any]) -> list[str]:
                 f"Weights: `{WEIGHTS_NAME}` (safetensors); config that rebuilds the module: `{CONFIG_NAME}`.",
                 "`vocalsep stream` uses it by default (latency = block + lookahead); elsewhere pass "
                 "`--model pretrained-live`. For files the offline base model (`pretrained`) separates better.", ""]
+    stored = ("safetensors, float16: loading casts them back to float32, a relative change of at most 5e-4 per "
+              "weight" if config.get("weights_dtype") == "float16" else "safetensors")
     return ["# vocalsep base model", "",
             f"`{config['class']}` with {config['parameters']:,} parameters, {config['sample_rate']} Hz stereo in and out.",
-            f"Weights: `{WEIGHTS_NAME}` (safetensors); config that rebuilds the module: `{CONFIG_NAME}`.",
+            f"Weights: `{WEIGHTS_NAME}` ({stored}); config that rebuilds the module: `{CONFIG_NAME}`.",
             "Use it with `vocalsep separate song.mp3 -o stems/ --model pretrained`; fine-tune it with "
             "`train.init: pretrained`.", ""]
 
@@ -212,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     ckpt = load_checkpoint(args.workspace / (args.checkpoint or workspace_paths(args.workspace).best_checkpoint))
     extra = {"lookahead_ms": round(lookahead_ms(ckpt), 1)} if args.live else {}
-    config_path = export_pretrained(ckpt, args.out, trained_with=args.command,
+    config_path = export_pretrained(ckpt, args.out, dtype=args.dtype, trained_with=args.command,
                                     val_si_sdr=ckpt.get("val_si_sdr"), **extra)
     config = json.loads(config_path.read_text())
     card = model_card(config, ckpt, args.workspace, args.quality, args.machine, args.command)
