@@ -26,7 +26,7 @@ import torch
 from vocalsep.config import DEFAULT_PARAMS, PathsParams, load_params
 from vocalsep.corpus.spec import load_spec
 from vocalsep.model import load_checkpoint
-from vocalsep.base_model.weights import CONFIG_NAME, WEIGHTS_NAME, export_pretrained
+from vocalsep.base_model.weights import CONFIG_NAME, WEIGHT_DTYPES, WEIGHTS_NAME, export_pretrained
 from vocalsep.provenance import data_hash
 
 COMMAND = "cp params-real.yaml params.yaml && dvc repro"
@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="the low-latency model (pretrained-live/): its card says so and its lookahead")
     parser.add_argument("--quality", type=Path, help="benchmarks/results/quality.json to quote in the card")
     parser.add_argument("--command", default=COMMAND, help="how it was trained, for the card and the config")
-    parser.add_argument("--dtype", choices=("float32", "float16"), default="float32",
+    parser.add_argument("--dtype", choices=tuple(WEIGHT_DTYPES), default="float32",
                         help="how the weights are stored: float16 halves the file (loading casts back to float32)")
     parser.add_argument("--machine", default=f"{platform.machine()}, {torch.get_num_threads()} CPU threads",
                         help="where it trained, for the card")

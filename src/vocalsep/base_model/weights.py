@@ -113,7 +113,7 @@ def export_pretrained(ckpt: dict[str, Any], folder: str | Path, dtype: str = "fl
         "parameters": int(sum(v.numel() for v in state.values())),
         "git_sha": ckpt.get("git_sha"),
         "step": ckpt.get("step"),
-        **({"weights_dtype": dtype} if dtype != "float32" else {}),
+        **({"weights_dtype": dtype} if dtype != "float32" else {}),  # float32 configs stay as they were written
         **provenance,
     }
     path = folder / CONFIG_NAME
