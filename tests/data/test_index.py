@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from vocalsep.errors import StageError
-from vocalsep.stages.index import INDEX_COLUMNS, SPLITS, index
+from vocalsep.stages.index import INDEX_COLUMNS, SPLITS, Activity, index, warn_starved
 from vocalsep.contracts import MANIFEST_COLUMNS
 
 SR = 8000
@@ -149,3 +149,30 @@ def test_too_few_files_for_the_splits_names_the_role(params):
     valid[valid["id"] != "ins3"].iloc[:-1].to_parquet(valid_path, index=False)  # two instrumentals left
     with pytest.raises(StageError, match="role instrumental has 2 valid file"):
         index(params)
+
+
+def _pattern(on_blocks: int, off_blocks: int, repeats: int) -> Activity:
+    """50 ms blocks at SR: `on_blocks` active then `off_blocks` silent, `repeats` times."""
+    active = np.tile(np.r_[np.ones(on_blocks, bool), np.zeros(off_blocks, bool)], repeats)
+    block = int(0.05 * SR)
+    return Activity(active=active, frames=active.size * block, block=block)
+
+
+def test_short_utterances_starved_by_the_activity_rule_are_reported_by_title(params, tmp_path, caplog):
+    # "letters": 0.3 s of voice, 0.7 s of pause (30 % active); "speech": 0.9 s on, 0.1 s off
+    valid = pd.DataFrame({"id": ["letters", "speech", "music"], "role": ["acapella", "acapella", "instrumental"]})
+    activity = {"letters": _pattern(6, 14, 20), "speech": _pattern(18, 2, 20), "music": _pattern(1, 19, 20)}
+    p = dataclasses.replace(params, index=dataclasses.replace(params.index, snippet_seconds=4.0, hop_seconds=1.0,
+                                                               min_active_fraction=0.5))
+    Path(p.paths.raw).mkdir(parents=True, exist_ok=True)
+    p.paths.downloads.write_text(json.dumps({"id": "letters", "title": "klettres letters 7"}) + "\n")
+    with caplog.at_level("WARNING"):
+        starved = warn_starved(valid, activity, p)
+    assert list(starved["id"]) == ["letters"]  # music is never counted, whatever its activity
+    assert starved["yield"].iloc[0] == 0.0 and 0.25 < starved["median_fraction"].iloc[0] < 0.35
+    assert "klettres letters 7" in caplog.text and "index.min_active_fraction 0.50" in caplog.text
+    caplog.clear()
+    lower = dataclasses.replace(p, index=dataclasses.replace(p.index, min_active_fraction=0.2))
+    with caplog.at_level("WARNING"):
+        assert warn_starved(valid, activity, lower).empty
+    assert "snippets" not in caplog.text

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 INSTRUMENTAL_MIN_ACTIVE = 0.5
+STARVED_YIELD = 0.1  # an acapella file giving under this fraction of its windows as snippets is reported
 FULL_SCALE = 2**23  # 24-bit PCM: sample values are integers / 2**23
 MIX_PEAK = 0.99
 
@@ -135,6 +136,47 @@ def build_index(valid: pd.DataFrame, splits: dict[str, str], activity: dict[str,
     return tables
 
 
+def starved_acapellas(valid: pd.DataFrame, activity: dict[str, Activity], params: Params) -> pd.DataFrame:
+    """Acapella files whose windows mostly fail the activity rule: columns id, windows, yield, median_fraction.
+
+    Short utterances joined with pauses (letters, syllables, game calls) sit
+    near 25 % active, so a 0.5 rule keeps almost none of them: the model then
+    never hears the voices it was given.
+    """
+    p, sr = params.index, params.audio.sample_rate
+    frames, hop = int(round(p.snippet_seconds * sr)), int(round(p.hop_seconds * sr))
+    rows = []
+    for file_id in sorted(valid.loc[valid["role"] == "acapella", "id"]):
+        fraction = window_activity(activity[file_id], frames, hop)[1]
+        kept = float(np.mean(fraction >= p.min_active_fraction)) if fraction.size else 0.0
+        if kept < STARVED_YIELD:
+            rows.append({"id": file_id, "windows": int(fraction.size), "yield": kept,
+                         "median_fraction": float(np.median(fraction)) if fraction.size else 0.0})
+    return pd.DataFrame(rows, columns=["id", "windows", "yield", "median_fraction"])
+
+
+def _titles(downloads: Path) -> dict[str, str]:
+    """File id -> title from the download stage's records (empty when they are not there)."""
+    if not downloads.exists():
+        return {}
+    records = (json.loads(line) for line in downloads.read_text().splitlines() if line.strip())
+    return {r["id"]: r.get("title") or r["id"] for r in records if "id" in r}
+
+
+def warn_starved(valid: pd.DataFrame, activity: dict[str, Activity], params: Params) -> pd.DataFrame:
+    """Log the acapella files the activity rule starves, by title, and what to change; returns them."""
+    starved = starved_acapellas(valid, activity, params)
+    if len(starved):
+        titles = _titles(params.paths.downloads)
+        names = ", ".join(titles.get(i, i) for i in starved["id"][:5]) + (", ..." if len(starved) > 5 else "")
+        log.warning("%d of %d acapella file(s) give under %d %% of their windows as snippets (median active "
+                    "fraction %.2f, index.min_active_fraction %.2f): %s. Short utterances with pauses fall "
+                    "below the rule; lower index.min_active_fraction to train on them",
+                    len(starved), int((valid["role"] == "acapella").sum()), round(STARVED_YIELD * 100),
+                    starved["median_fraction"].median(), params.index.min_active_fraction, names)
+    return starved
+
+
 def _empty_table() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="int64" if c in INDEX_INTEGERS else
                                       "float64" if c == "active_fraction" else "str") for c in INDEX_COLUMNS})
@@ -215,6 +257,7 @@ def index(params: Params) -> dict[str, pd.DataFrame]:
     activity = {row.id: file_activity(row.path, params.audio.sample_rate, params.index.activity_threshold_db)
                 for row in valid.itertuples(index=False)}
     tables = build_index(valid, splits, activity, params)
+    warn_starved(valid, activity, params)
     out = Path(params.paths.index)
     out.mkdir(parents=True, exist_ok=True)
     for split, table in tables.items():
