@@ -68,3 +68,12 @@ def test_a_live_checkpoint_is_published_with_its_lookahead_and_a_card_that_says_
     heading = "\n".join(_heading({"class": "HybridVocNet", "parameters": 1000, "sample_rate": 44100,
                                   "lookahead_ms": live}))
     assert "low-latency" in heading and f"{live:.0f} ms ahead" in heading and "vocalsep stream" in heading
+
+
+def test_the_card_says_a_weight_average_is_one_instead_of_printing_missing_steps():
+    from vocalsep.base_model.publish import steps_line
+
+    soup = steps_line({"averaged_from": ["a.pt", "b.pt"], "average_weights": [1.0, 1.0]})
+    assert "weight average" in soup and "2 checkpoints" in soup and "None" not in soup and "nan" not in soup
+    trained = steps_line({"step": 3200, "epoch": 15, "val_si_sdr": 10.6})
+    assert trained == "- steps: 3200 (best epoch 15), validation SI-SDR 10.60 dB"

@@ -130,6 +130,17 @@ def augment_summary(data_params: dict[str, Any]) -> str:
     return ", ".join(parts) if parts else "none"
 
 
+def steps_line(ckpt: dict[str, Any]) -> str:
+    """Steps and validation score of a trained checkpoint, or what a weight average was made of."""
+    if ckpt.get("averaged_from"):
+        weights = ckpt.get("average_weights") or [1.0] * len(ckpt["averaged_from"])
+        return (f"- steps: a weight average (`vocalsep average`, weights {', '.join(f'{w:g}' for w in weights)}) of "
+                f"{len(ckpt['averaged_from'])} checkpoints (the command above says which); it has no steps or "
+                "validation score of its own")
+    return (f"- steps: {ckpt.get('step')} (best epoch {ckpt.get('epoch')}), "
+            f"validation SI-SDR {ckpt.get('val_si_sdr', float('nan')):.2f} dB")
+
+
 def training_lines(config: dict[str, Any], ckpt: dict[str, Any], workspace: Path, machine: str,
                command: str) -> list[str]:
     """The card's "How it was trained" section."""
@@ -144,8 +155,7 @@ def training_lines(config: dict[str, Any], ckpt: dict[str, Any], workspace: Path
         f"- loss: {train_params.get('loss')}, lr {train_params.get('lr')} ({train_params.get('lr_schedule')}), "
         f"batch {train_params.get('batch_size')} x {data_params.get('segment_seconds')} s",
         f"- augmentation (`data.augment`, probabilities): {augment_summary(data_params)}",
-        f"- steps: {ckpt.get('step')} (best epoch {ckpt.get('epoch')}), "
-        f"validation SI-SDR {ckpt.get('val_si_sdr', float('nan')):.2f} dB",
+        steps_line(ckpt),
         f"- throughput: {train.get('examples_per_second', float('nan')):.2f} examples/s",
         f"- machine: {machine}", "",
     ]
