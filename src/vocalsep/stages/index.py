@@ -34,7 +34,7 @@ import soundfile as sf
 from vocalsep.levels import ACTIVITY_BLOCK_SECONDS, block_rms_db
 from vocalsep.config import IndexParams, Params
 from vocalsep.errors import StageError
-from vocalsep.sources import ROLES
+from vocalsep.sources import ROLES, read_downloads
 from vocalsep.contracts import INDEX_COLUMNS, INDEX_INTEGERS
 from vocalsep.stages._cli import run_stage
 
@@ -155,20 +155,12 @@ def starved_acapellas(valid: pd.DataFrame, activity: dict[str, Activity], params
     return pd.DataFrame(rows, columns=["id", "windows", "yield", "median_fraction"])
 
 
-def _titles(downloads: Path) -> dict[str, str]:
-    """File id -> title from the download stage's records (empty when they are not there)."""
-    if not downloads.exists():
-        return {}
-    records = (json.loads(line) for line in downloads.read_text().splitlines() if line.strip())
-    return {r["id"]: r.get("title") or r["id"] for r in records if "id" in r}
-
-
 def warn_starved(valid: pd.DataFrame, activity: dict[str, Activity], params: Params) -> pd.DataFrame:
     """Log the acapella files the activity rule starves, by title, and what to change; returns them."""
     starved = starved_acapellas(valid, activity, params)
     if len(starved):
-        titles = _titles(params.paths.downloads)
-        names = ", ".join(titles.get(i, i) for i in starved["id"][:5]) + (", ..." if len(starved) > 5 else "")
+        records = read_downloads(params.paths.downloads)
+        names = ", ".join((records.get(i) or {}).get("title") or i for i in starved["id"][:5]) + (", ..." if len(starved) > 5 else "")
         log.warning("%d of %d acapella file(s) give under %d %% of their windows as snippets (median active "
                     "fraction %.2f, index.min_active_fraction %.2f): %s. Short utterances with pauses fall "
                     "below the rule; lower index.min_active_fraction to train on them",
