@@ -107,11 +107,18 @@ def window_activity(act: Activity, window: int, hop: int) -> tuple[np.ndarray, n
     return starts, (cumulative[last] - cumulative[first]) / (last - first)
 
 
+def snippet_windows(act: Activity, params: Params) -> tuple[np.ndarray, np.ndarray, int]:
+    """Starts and active fractions of a file's `index.snippet_seconds` windows, `index.hop_seconds` apart,
+    and the window length in frames."""
+    p, sr = params.index, params.audio.sample_rate
+    frames = int(round(p.snippet_seconds * sr))
+    return (*window_activity(act, frames, int(round(p.hop_seconds * sr))), frames)
+
+
 def file_snippets(row, split: str, act: Activity, params: Params) -> pd.DataFrame:
     """Snippet candidates of one file, columns INDEX_COLUMNS."""
     p, sr = params.index, params.audio.sample_rate
-    frames, hop = int(round(p.snippet_seconds * sr)), int(round(p.hop_seconds * sr))
-    starts, fraction = window_activity(act, frames, hop)
+    starts, fraction, frames = snippet_windows(act, params)
     keep = fraction >= (p.min_active_fraction if row.role == "acapella" else INSTRUMENTAL_MIN_ACTIVE)
     return pd.DataFrame({
         "id": row.id, "role": row.role, "path": row.path, "split": split, "start": starts[keep],
@@ -143,12 +150,10 @@ def starved_acapellas(valid: pd.DataFrame, activity: dict[str, Activity], params
     near 25 % active, so a 0.5 rule keeps almost none of them: the model then
     never hears the voices it was given.
     """
-    p, sr = params.index, params.audio.sample_rate
-    frames, hop = int(round(p.snippet_seconds * sr)), int(round(p.hop_seconds * sr))
     rows = []
     for file_id in sorted(valid.loc[valid["role"] == "acapella", "id"]):
-        fraction = window_activity(activity[file_id], frames, hop)[1]
-        kept = float(np.mean(fraction >= p.min_active_fraction)) if fraction.size else 0.0
+        fraction = snippet_windows(activity[file_id], params)[1]
+        kept = float(np.mean(fraction >= params.index.min_active_fraction)) if fraction.size else 0.0
         if kept < STARVED_YIELD:
             rows.append({"id": file_id, "windows": int(fraction.size), "yield": kept,
                          "median_fraction": float(np.median(fraction)) if fraction.size else 0.0})
