@@ -158,7 +158,7 @@ def _pattern(on_blocks: int, off_blocks: int, repeats: int) -> Activity:
     return Activity(active=active, frames=active.size * block, block=block)
 
 
-def test_short_utterances_starved_by_the_activity_rule_are_reported_by_title(params, tmp_path, caplog):
+def test_short_utterances_starved_by_the_activity_rule_are_reported_by_title(params, caplog):
     # "letters": 0.3 s of voice, 0.7 s of pause (30 % active); "speech": 0.9 s on, 0.1 s off
     valid = pd.DataFrame({"id": ["letters", "speech", "music"], "role": ["acapella", "acapella", "instrumental"]})
     activity = {"letters": _pattern(6, 14, 20), "speech": _pattern(18, 2, 20), "music": _pattern(1, 19, 20)}
