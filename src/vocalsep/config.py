@@ -241,6 +241,8 @@ class AugmentParams:
     music_mono: float = probability()  # the music folded to mono, so a centred, mono sound is no cue for voice
     music_lowpass: float = probability()  # the music band-limited too, so bandwidth is no cue for voice
     music_lowpass_hz: tuple[float, float] = ranged((3400.0, 8000.0), ge=500, unit="Hz")
+    music_resample: float = probability()  # the music through a lower sample rate: a true 8-16 kHz file's band edge
+    music_resample_hz: tuple[float, ...] = ranged((8000.0, 11025.0, 16000.0), ge=2000, unit="Hz")
 
 
 @dataclass(frozen=True)

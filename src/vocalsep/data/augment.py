@@ -7,7 +7,7 @@ new "speakers" and new recording chains: pitch shift (the
 formants move with the pitch, so a shifted voice sounds like another person), a resampling speed change (pitch and tempo
 together), band limits (phone band 300-3400 Hz, a random low-pass such as 11 kHz),
 random peaking and shelving EQ, room reverb, compression and tanh saturation.
-The music stem gets EQ, a speed change and a random low-pass (as narrow as 8 kHz files). Each transform fires with its own
+The music stem gets EQ, a speed change, a random low-pass and a lower sample rate (8-16 kHz files). Each transform fires with its own
 probability from `AugmentParams`; every random number comes from the
 `numpy.random.Generator` passed in, so an example is the same in any worker,
 rank or resumed run. Arrays are `(channels, samples)` float32 in and out, of
@@ -147,6 +147,22 @@ def music_lowpass(audio: np.ndarray, sample_rate: int, rng: np.random.Generator,
     return _run([pedalboard.LadderFilter(pedalboard.LadderFilter.Mode.LPF24, cutoff_hz=cutoff)], audio, sample_rate)
 
 
+def music_resample(audio: np.ndarray, sample_rate: int, rng: np.random.Generator, p: AugmentParams) -> np.ndarray:
+    """The music resampled to a rate from `music_resample_hz` and back: a file recorded at 8-16 kHz.
+
+    Nothing is left above the low rate's Nyquist. `music_lowpass` leaves a floor, 24 dB down an octave
+    past its cutoff, that a model reading log magnitudes can tell from an empty band: base_v16 let
+    training music resampled through 8 kHz come out as voice at -22 dB, against -77 dB low-passed at
+    3.6 kHz (the 8 kHz asterisk prompts are a third of the training voices).
+    """
+    rate = float(p.music_resample_hz[int(rng.integers(len(p.music_resample_hz)))])
+    if rate >= sample_rate:
+        return audio
+    low = soxr.resample(np.ascontiguousarray(audio.T), sample_rate, rate, quality="HQ")
+    back = soxr.resample(low, rate, sample_rate, quality="HQ").T[:, :audio.shape[1]]
+    return np.ascontiguousarray(np.pad(back, ((0, 0), (0, audio.shape[1] - back.shape[1]))), dtype=np.float32)
+
+
 def music_mono(audio: np.ndarray, sample_rate: int, rng: np.random.Generator, p: AugmentParams) -> np.ndarray:
     """The music folded to mono, the same signal in every channel (mono records, phone lines, music on hold)."""
     return np.repeat(audio.mean(axis=0, keepdims=True), audio.shape[0], axis=0)
@@ -196,7 +212,8 @@ VOICE_CHAIN: tuple[tuple[str, Transform], ...] = (
 # It is folded to mono too: the training voices are mono (the same in both channels), and base_v7 let
 # stereo music through 2-10 dB louder once it was folded to mono (benchmarks/results/leak-mono.json).
 MUSIC_CHAIN: tuple[tuple[str, Transform], ...] = (("music_mono", music_mono), ("music_speed", music_speed),
-                                                  ("music_eq", equalize), ("music_lowpass", music_lowpass))
+                                                  ("music_eq", equalize), ("music_lowpass", music_lowpass),
+                                                  ("music_resample", music_resample))
 
 
 def is_active(params: AugmentParams) -> bool:
