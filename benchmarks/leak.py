@@ -2,11 +2,12 @@
 
 For every instrumental file of the quality benchmark's eval corpus (built by
 `benchmarks/quality.py` in `data/quality/corpus`; music no model trained on), a
-15 s excerpt at -26 dBFS RMS is separated four ways: as it is (stereo), folded
-to mono, low-passed at 3.5 kHz (24 dB/octave: an 8 kHz file), and both. The
+15 s excerpt at -26 dBFS RMS is separated five ways: as it is (stereo), folded
+to mono, low-passed at 3.5 kHz (24 dB/octave, as `music_lowpass`), both, and
+resampled to 8 kHz and back (`music_resample`: a true 8 kHz file's band edge). The
 leak is the vocals' level relative to the input, in dB (lower is better; the
 quality benchmark's target is -25 dB). Music that is already mono or narrow
-(music on hold: 8 kHz mono) is the same four times, apart from the low-pass.
+(music on hold: 8 kHz mono) is the same five times, apart from the low-pass.
 
 It asks one question: is a centred, mono or narrow sound a cue the model takes
 for voice? The training voices are mono, and many are 8 kHz prompts.
@@ -36,7 +37,7 @@ from vocalsep.metrics import leak
 RATE = 44100
 SECONDS = 15.0
 LEVEL_RMS = 0.05   # -26 dBFS
-WAYS = ("stereo", "mono", "lowpass", "mono+lowpass")
+WAYS = ("stereo", "mono", "lowpass", "mono+lowpass", "8k")
 
 
 def excerpt(path: Path) -> np.ndarray:
@@ -50,12 +51,12 @@ def excerpt(path: Path) -> np.ndarray:
 
 def ways(audio: np.ndarray) -> dict[str, np.ndarray]:
     """The training's own music transforms (`data.augment`), on (frames, 2) audio."""
-    fixed = AugmentParams(music_lowpass_hz=(3500.0, 3500.0))
+    fixed = AugmentParams(music_lowpass_hz=(3500.0, 3500.0), music_resample_hz=(8000.0,))
     def apply(transform: augment.Transform, x: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(transform(np.ascontiguousarray(x.T), RATE, np.random.default_rng(0), fixed).T)
     mono = apply(augment.music_mono, audio)
     return {"stereo": audio, "mono": mono, "lowpass": apply(augment.music_lowpass, audio),
-            "mono+lowpass": apply(augment.music_lowpass, mono)}
+            "mono+lowpass": apply(augment.music_lowpass, mono), "8k": apply(augment.music_resample, audio)}
 
 
 def score(spec: str, files: list[Path]) -> dict:
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         models[name] = score(spec or name, files)
     result = {"benchmark": "leak", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-              "setup": {"seconds": SECONDS, "level_dbfs": -26, "lowpass_hz": 3500, "files": len(files),
+              "setup": {"seconds": SECONDS, "level_dbfs": -26, "lowpass_hz": 3500, "resample_hz": 8000, "files": len(files),
                         "note": "leak = vocals level - input level (dB); lower is better"},
               "models": models}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -324,3 +324,53 @@ def test_solo_probabilities_must_leave_room_for_mixtures():
     with pytest.raises(ParamsError, match=r"data\.voice_alone: plus data\.music_alone"):
         params_from_dict({"data": {"voice_alone": 0.7, "music_alone": 0.5}})
     assert params_from_dict({"data": {"voice_alone": 0.5, "music_alone": 0.5}}).data.music_alone == 0.5
+
+
+def above(out: np.ndarray, audio: np.ndarray, rate: int, hz: float) -> float:
+    """dB of `out`'s power against `audio`'s above `hz` to 20 kHz, Hann-windowed (an unwindowed FFT's leakage
+    from the band below would read as a floor near -60 dB)."""
+    def power(x: np.ndarray) -> float:
+        spectrum = np.abs(np.fft.rfft(x[0].astype(np.float64) * np.hanning(x.shape[1]))) ** 2
+        freqs = np.fft.rfftfreq(x.shape[1], 1 / rate)
+        return float(spectrum[(freqs >= hz) & (freqs < 20000)].mean())
+    return db(power(out) / power(audio))
+
+
+def test_music_resample_leaves_an_empty_band_where_the_low_pass_leaves_a_floor():
+    """music_resample is a file recorded at a lower rate: nothing above that rate's Nyquist, the band below
+    kept. The 24 dB/octave low-pass at a cutoff under that Nyquist still leaves a floor a log-magnitude
+    model can read; that floor is why music_resample exists."""
+    rate = 44100
+    audio = noise(rate=rate)
+    narrow = params(music_resample_hz=(8000.0,), music_lowpass_hz=(3500.0, 3500.0))
+    out = augment.music_resample(audio, rate, np.random.default_rng(0), narrow)
+    check_audio(out, audio)
+    assert above(out, audio, rate, 4500) < -100
+    assert abs(db(band_power(out, rate, 100, 3000) / band_power(audio, rate, 100, 3000))) < 0.5
+    floor = augment.music_lowpass(audio, rate, np.random.default_rng(0), narrow)
+    assert above(floor, audio, rate, 4500) > -60
+
+
+def test_music_resample_draws_its_rates_and_skips_rates_at_or_above_the_input():
+    rate = 44100
+    audio = noise(rate=rate)
+    rates = params(music_resample_hz=(8000.0, 16000.0))
+    edges = set()
+    for seed in range(12):
+        out = augment.music_resample(audio, rate, np.random.default_rng(seed), rates)
+        edges.add(db(band_power(out, rate, 5000, 7000) / band_power(audio, rate, 5000, 7000)) > -3)
+    assert edges == {True, False}  # 16 kHz keeps 5-7 kHz, 8 kHz removes it, and both are drawn
+    same = params(music_resample_hz=(44100.0, 48000.0))
+    assert augment.music_resample(audio, rate, np.random.default_rng(0), same) is audio
+
+
+def test_music_resample_fires_on_the_music_alone_by_its_own_probability():
+    rate = 44100
+    audio = noise(rate=rate)
+    only = {name: 0.0 for name in EVERY}
+    on = params(**{**only, "music_resample": 1.0}, music_resample_hz=(8000.0,))
+    out = augment.augment_accompaniment(audio, rate, np.random.default_rng(0), on)
+    check_audio(out, audio)
+    assert above(out, audio, rate, 4500) < -100
+    assert augment.augment_vocals(audio, rate, np.random.default_rng(0), on) is audio
+    assert augment.augment_accompaniment(audio, rate, np.random.default_rng(0), params(**only)) is audio
