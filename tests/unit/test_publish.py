@@ -70,10 +70,13 @@ def test_a_live_checkpoint_is_published_with_its_lookahead_and_a_card_that_says_
     assert "low-latency" in heading and f"{live:.0f} ms ahead" in heading and "vocalsep stream" in heading
 
 
-def test_the_card_says_a_weight_average_is_one_instead_of_printing_missing_steps():
+def test_the_card_says_what_a_weight_average_and_a_last_checkpoint_are_instead_of_printing_missing_steps():
     from vocalsep.base_model.publish import steps_line
 
     soup = steps_line({"averaged_from": ["a.pt", "b.pt"], "average_weights": [1.0, 1.0]})
     assert "weight average" in soup and "2 checkpoints" in soup and "None" not in soup and "nan" not in soup
     trained = steps_line({"step": 3200, "epoch": 15, "val_si_sdr": 10.6})
     assert trained == "- steps: 3200 (best epoch 15), validation SI-SDR 10.60 dB"
+    last = steps_line({"step": 2800, "epoch": 14, "progress": {"val": [{"step": 2600, "si_sdr": 10.4},
+                                                                       {"step": 2800, "si_sdr": 10.52}]}})
+    assert last == "- steps: 2800 (the last checkpoint, after epoch 14), validation SI-SDR 10.52 dB at step 2800"

@@ -137,8 +137,12 @@ def steps_line(ckpt: dict[str, Any]) -> str:
         return (f"- steps: a weight average (`vocalsep average`, weights {', '.join(f'{w:g}' for w in weights)}) of "
                 f"{len(ckpt['averaged_from'])} checkpoints (the command above says which); it has no steps or "
                 "validation score of its own")
-    return (f"- steps: {ckpt.get('step')} (best epoch {ckpt.get('epoch')}), "
-            f"validation SI-SDR {ckpt.get('val_si_sdr', float('nan')):.2f} dB")
+    if "val_si_sdr" in ckpt:  # a best.pt, or a checkpoint the train stage scored
+        return (f"- steps: {ckpt.get('step')} (best epoch {ckpt.get('epoch')}), "
+                f"validation SI-SDR {ckpt['val_si_sdr']:.2f} dB")
+    scored = ((ckpt.get("progress") or {}).get("val") or [{}])[-1]  # a last.pt: its own last validation
+    return (f"- steps: {ckpt.get('step')} (the last checkpoint, after epoch {ckpt.get('epoch')}), validation "
+            f"SI-SDR {scored.get('si_sdr', float('nan')):.2f} dB at step {scored.get('step')}")
 
 
 def training_lines(config: dict[str, Any], ckpt: dict[str, Any], workspace: Path, machine: str,
