@@ -14,7 +14,9 @@ training voices? base_v17 loses 1.7 dB with the unseen voices 5 semitones lower
 
 Usage: python benchmarks/pitch.py [--model NAME=SPEC ...] [--mixtures data/quality/mixtures5]
        [--shifts -5 0 5] [--tracks N] [--out benchmarks/results/pitch.json]
-SPEC is what `vocalsep.Separator` takes: pretrained or a checkpoint path. Rows merge by model name.
+SPEC is what `vocalsep.Separator` takes: pretrained or a checkpoint path; `irm` is the ideal-ratio-mask
+oracle (what any mask could do on the shifted stems: how much harder a lower voice is in itself).
+Rows merge by model name.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import numpy as np
 
 import python_stretch
 
-from vocalsep.metrics import si_sdr
+from vocalsep.metrics import ideal_ratio_mask, si_sdr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import RATE, read_mixture  # noqa: E402
@@ -50,7 +52,7 @@ def shifted(vocals: np.ndarray, semitones: float) -> np.ndarray:
 
 def score(spec: str, folders: list[Path], families: dict[str, str], shifts: list[float]) -> dict:
     from vocalsep import Separator
-    separator = Separator(spec, "cpu", threads=2)
+    separator = None if spec == "irm" else Separator(spec, "cpu", threads=2)
     tracks = []
     for folder in folders:
         track = read_mixture(folder)
@@ -58,7 +60,8 @@ def score(spec: str, folders: list[Path], families: dict[str, str], shifts: list
         for k in shifts:
             voice = shifted(track.vocals, k)
             mixture = voice + track.accompaniment
-            estimate = separator.vocals(np.ascontiguousarray(mixture.T), RATE).T
+            estimate = (ideal_ratio_mask(voice, track.accompaniment) if separator is None
+                        else separator.vocals(np.ascontiguousarray(mixture.T), RATE).T)
             row[f"{k:+g}"] = round(si_sdr(voice, estimate) - si_sdr(voice, mixture), 3)
         tracks.append(row)
         print(f"[pitch] {spec}: {row}", flush=True)
@@ -94,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {"benchmark": "pitch", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
               "setup": {"mixtures": str(root), "tracks": len(folders), "shifts_semitones": args.shifts,
-                        "note": "SI-SDRi (dB) with the voice pitch-shifted by data.augment.pitch_shift; higher is better"},
+                        "note": "SI-SDRi (dB) with the voice pitch-shifted (Signalsmith Stretch, default preset, formants along); "
+                                "higher is better; irm: the ideal-ratio-mask oracle on the same shifted stems"},
               "models": models}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
