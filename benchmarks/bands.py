@@ -20,12 +20,8 @@ oracle. Rows merge by model name.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +29,7 @@ import numpy as np
 from vocalsep.metrics import ideal_ratio_mask, si_sdr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import model_rows  # noqa: E402
 from quality import RATE, read_mixture  # noqa: E402
 
 EDGES = (0, 150, 500, 1000, 2000, 4000, 8000, RATE // 2 + 1)
@@ -88,32 +85,19 @@ def score(spec: str, folders: list[Path]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", action="append", default=[], help="NAME=SPEC (default base=pretrained)")
-    parser.add_argument("--mixtures", type=Path, default=Path("data/quality/mixtures5"))
-    parser.add_argument("--tracks", type=int, default=None, help="only the first N mixtures (a quick look)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/bands.json"))
+    parser = model_rows.parser(__doc__, "benchmarks/results/bands.json")
     args = parser.parse_args(argv)
-    root = args.mixtures / "unseen"
-    if not (root / "mixtures.json").exists():
-        print(f"[bands] no mixtures in {root}: run benchmarks/quality.py once to build them, or pass --mixtures",
-              file=sys.stderr)
+    rows = model_rows.unseen_mixtures(args.mixtures, args.tracks, "bands")
+    if rows is None:
         return 2
-    folders = [root / r["track"] for r in json.loads((root / "mixtures.json").read_text())["mixtures"]][:args.tracks]
-    old = json.loads(args.out.read_text()) if args.out.exists() else {}
-    models = dict(old.get("models", {}))
-    for item in args.model or ["base=pretrained"]:
-        name, _, spec = item.partition("=")
-        models[name] = score(spec or name, folders)
-    result = {"benchmark": "bands", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-              "setup": {"mixtures": str(root), "tracks": len(folders), "edges_hz": list(EDGES),
-                        "note": "voice/music: the band's energy in dB of the whole voice (median); gain: the true "
-                                "voice's least-squares gain in the estimate's band (median); oracle_gain: SI-SDRi "
-                                "gained with that band exact (mean)"},
-              "models": models}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    root = args.mixtures / "unseen"
+    folders = [root / r["track"] for r in rows]
+    models = model_rows.merged(args.out, args.model, lambda spec: score(spec, folders))
+    model_rows.write(args.out, "bands", {
+        "mixtures": str(root), "tracks": len(folders), "edges_hz": list(EDGES),
+        "note": "voice/music: the band's energy in dB of the whole voice (median); gain: the true voice's "
+                "least-squares gain in the estimate's band (median); oracle_gain: SI-SDRi gained with that band "
+                "exact (mean)"}, models)
     print(json.dumps({name: {"median_si_sdri": row["median_si_sdri"], **{b: [v["gain"], v["oracle_gain"]]
                       for b, v in row["bands"].items()}} for name, row in models.items()}, indent=1))
     return 0

@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +30,9 @@ from vocalsep.audio import read_audio, resample, to_stereo
 from vocalsep.config import AugmentParams
 from vocalsep.data import augment
 from vocalsep.metrics import leak
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import model_rows  # noqa: E402
 
 RATE = 44100
 SECONDS = 15.0
@@ -88,18 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[leak] no music in {args.corpus / 'instrumental'}: run benchmarks/quality.py once to build the "
               f"eval corpus, or pass --corpus", file=sys.stderr)
         return 2
-    old = json.loads(args.out.read_text()) if args.out.exists() else {}
-    models = dict(old.get("models", {}))
-    for item in args.model or ["base=pretrained"]:
-        name, _, spec = item.partition("=")
-        models[name] = score(spec or name, files)
-    result = {"benchmark": "leak", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-              "setup": {"seconds": SECONDS, "level_dbfs": -26, "lowpass_hz": 3500, "resample_hz": 8000, "files": len(files),
-                        "note": "leak = vocals level - input level (dB); lower is better"},
-              "models": models}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    models = model_rows.merged(args.out, args.model, lambda spec: score(spec, files))
+    model_rows.write(args.out, "leak", {"seconds": SECONDS, "level_dbfs": -26, "lowpass_hz": 3500, "resample_hz": 8000,
+                                        "files": len(files), "note": "leak = vocals level - input level (dB); lower is better"},
+                     models)
     print(json.dumps({name: row["median"] for name, row in models.items()}, indent=2))
     return 0
 

@@ -21,12 +21,8 @@ Rows merge by model name.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +32,7 @@ import python_stretch
 from vocalsep.metrics import ideal_ratio_mask, si_sdr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import model_rows  # noqa: E402
 from quality import RATE, read_mixture  # noqa: E402
 
 
@@ -74,34 +71,20 @@ def score(spec: str, folders: list[Path], families: dict[str, str], shifts: list
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", action="append", default=[], help="NAME=SPEC (default base=pretrained)")
-    parser.add_argument("--mixtures", type=Path, default=Path("data/quality/mixtures5"))
+    parser = model_rows.parser(__doc__, "benchmarks/results/pitch.json")
     parser.add_argument("--shifts", type=float, nargs="+", default=[-5.0, 0.0, 5.0])
-    parser.add_argument("--tracks", type=int, default=None, help="only the first N mixtures (a quick look)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/pitch.json"))
     args = parser.parse_args(argv)
-    root = args.mixtures / "unseen"
-    if not (root / "mixtures.json").exists():
-        print(f"[pitch] no mixtures in {root}: run benchmarks/quality.py once to build them, or pass --mixtures",
-              file=sys.stderr)
+    rows = model_rows.unseen_mixtures(args.mixtures, args.tracks, "pitch")
+    if rows is None:
         return 2
-    rows = json.loads((root / "mixtures.json").read_text())["mixtures"][:args.tracks]
+    root = args.mixtures / "unseen"
     families = {r["track"]: r["voice"]["package"] for r in rows}
     folders = [root / r["track"] for r in rows]
-    old = json.loads(args.out.read_text()) if args.out.exists() else {}
-    models = dict(old.get("models", {}))
-    for item in args.model or ["base=pretrained"]:
-        name, _, spec = item.partition("=")
-        models[name] = score(spec or name, folders, families, args.shifts)
-    result = {"benchmark": "pitch", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-              "setup": {"mixtures": str(root), "tracks": len(folders), "shifts_semitones": args.shifts,
-                        "note": "SI-SDRi (dB) with the voice pitch-shifted (Signalsmith Stretch, default preset, formants along); "
-                                "higher is better; irm: the ideal-ratio-mask oracle on the same shifted stems"},
-              "models": models}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    models = model_rows.merged(args.out, args.model, lambda spec: score(spec, folders, families, args.shifts))
+    model_rows.write(args.out, "pitch", {
+        "mixtures": str(root), "tracks": len(folders), "shifts_semitones": args.shifts,
+        "note": "SI-SDRi (dB) with the voice pitch-shifted (Signalsmith Stretch, default preset, formants along); "
+                "higher is better; irm: the ideal-ratio-mask oracle on the same shifted stems"}, models)
     print(json.dumps({name: row["si_sdri"] for name, row in models.items()}, indent=2))
     return 0
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -68,3 +70,22 @@ def test_a_voice_moved_an_octave_up_has_its_pitch_doubled_and_its_level_kept(pit
     assert peak == pytest.approx(440, abs=5)
     assert np.sqrt(np.mean(up ** 2)) == pytest.approx(np.sqrt(np.mean(tone ** 2)), rel=1e-3)
     assert up.shape == tone.shape
+
+
+def test_rows_merge_by_model_name_and_keep_the_models_scored_before(tmp_path):
+    rows = benchmark_modules.load("model_rows")
+    out = tmp_path / "r.json"
+    rows.write(out, "x", {"tracks": 2}, rows.merged(out, ["a=pretrained", "b=some.pt"], lambda spec: {"spec": spec}))
+    rows.write(out, "x", {"tracks": 2}, rows.merged(out, ["b=other.pt"], lambda spec: {"spec": spec}))
+    result = json.loads(out.read_text())
+    assert result["models"] == {"a": {"spec": "pretrained"}, "b": {"spec": "other.pt"}}
+    assert result["benchmark"] == "x" and result["setup"] == {"tracks": 2} and result["machine"]["cpus"] >= 1
+
+
+def test_missing_mixtures_are_named_with_what_to_run(tmp_path, capsys):
+    rows = benchmark_modules.load("model_rows")
+    assert rows.unseen_mixtures(tmp_path, None, "bands") is None
+    assert "run benchmarks/quality.py" in capsys.readouterr().err
+    (tmp_path / "unseen").mkdir()
+    (tmp_path / "unseen" / "mixtures.json").write_text(json.dumps({"mixtures": [{"track": "00"}, {"track": "01"}]}))
+    assert rows.unseen_mixtures(tmp_path, 1, "bands") == [{"track": "00"}]
