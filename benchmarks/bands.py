@@ -26,13 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from vocalsep.metrics import ideal_ratio_mask, si_sdr
+from vocalsep.metrics import si_sdr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import model_rows  # noqa: E402
 from quality import RATE, read_mixture  # noqa: E402
 
 EDGES = (0, 150, 500, 1000, 2000, 4000, 8000, RATE // 2 + 1)
+BANDS = tuple((f"{low}-{high}", low, high) for low, high in zip(EDGES[:-1], EDGES[1:]))  # (name, low, high Hz)
 
 
 def band(audio: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -54,33 +55,30 @@ def track_bands(voice: np.ndarray, music: np.ndarray, estimate: np.ndarray) -> d
     energy = float(np.sum(voice ** 2))
     base = si_sdr(voice, estimate)
     rows = {}
-    for low, high in zip(EDGES[:-1], EDGES[1:]):
+    for name, low, high in BANDS:
         v, m, e = band(voice, low, high), band(music, low, high), band(estimate, low, high)
         fit, *_ = np.linalg.lstsq(np.stack([v.ravel(), m.ravel()], 1), e.ravel(), rcond=None)
-        rows[f"{low}-{high}"] = {"voice": round(db(np.sum(v ** 2) / energy), 2),
-                                 "music": round(db(np.sum(m ** 2) / energy), 2), "gain": round(float(fit[0]), 3),
-                                 "oracle_gain": round(si_sdr(voice, estimate - e + v) - base, 3)}
+        rows[name] = {"voice": round(db(np.sum(v ** 2) / energy), 2),
+                      "music": round(db(np.sum(m ** 2) / energy), 2), "gain": round(float(fit[0]), 3),
+                      "oracle_gain": round(si_sdr(voice, estimate - e + v) - base, 3)}
     rows["si_sdri"] = round(base - si_sdr(voice, mixture), 3)
     return rows
 
 
 def score(spec: str, folders: list[Path]) -> dict:
-    from vocalsep import Separator
-    separator = None if spec == "irm" else Separator(spec, "cpu", threads=2)
+    estimate = model_rows.estimator(spec)
     tracks = []
     for folder in folders:
         t = read_mixture(folder)
-        estimate = (ideal_ratio_mask(t.vocals, t.accompaniment) if separator is None
-                    else separator.vocals(np.ascontiguousarray(t.mixture.T), RATE).T)
-        tracks.append({"track": folder.name, **track_bands(t.vocals, t.accompaniment, estimate)})
+        tracks.append({"track": folder.name,
+                       **track_bands(t.vocals, t.accompaniment, estimate(t.vocals, t.accompaniment))})
         print(f"[bands] {spec}: {folder.name} si_sdri {tracks[-1]['si_sdri']}", flush=True)
-    names = [f"{low}-{high}" for low, high in zip(EDGES[:-1], EDGES[1:])]
     def stat(name: str, key: str, how) -> float:
         return round(float(how([t[name][key] for t in tracks])), 2)
     return {"spec": spec, "median_si_sdri": round(float(np.median([t["si_sdri"] for t in tracks])), 2),
             "bands": {n: {"voice": stat(n, "voice", np.median), "music": stat(n, "music", np.median),
                           "gain": stat(n, "gain", np.median), "oracle_gain": stat(n, "oracle_gain", np.mean)}
-                      for n in names},
+                      for n, _, _ in BANDS},
             "tracks": tracks}
 
 

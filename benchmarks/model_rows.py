@@ -1,5 +1,6 @@
 """What the per-model diagnostic benchmarks share (`leak.py`, `pitch.py`, `bands.py`): the unseen mixtures
-they read, rows merged by model name into one result file, and that file's header (when, on what machine)."""
+they read, the model or IRM oracle that separates them, rows merged by model name into one result file, and
+that file's header (when, on what machine)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
+
+RATE = 44100  # quality.py's mixtures
 
 
 def parser(doc: str, out: str) -> argparse.ArgumentParser:
@@ -32,6 +37,17 @@ def unseen_mixtures(mixtures: Path, tracks: int | None, tag: str) -> list[dict] 
               f"or pass --mixtures", file=sys.stderr)
         return None
     return json.loads(listing.read_text())["mixtures"][:tracks]
+
+
+def estimator(spec: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """`(voice, accompaniment) -> vocals`, each `(channels, samples)` at `RATE`: the model `spec` names
+    (what `vocalsep.Separator` takes) given their sum, or, for `irm`, the ideal-ratio-mask oracle given both."""
+    from vocalsep import Separator
+    from vocalsep.metrics import ideal_ratio_mask
+    if spec == "irm":
+        return ideal_ratio_mask
+    separator = Separator(spec, "cpu", threads=2)
+    return lambda voice, accompaniment: separator.vocals(np.ascontiguousarray((voice + accompaniment).T), RATE).T
 
 
 def merged(out: Path, items: list[str], score: Callable[[str], dict]) -> dict[str, dict]:

@@ -27,9 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-import python_stretch
-
-from vocalsep.metrics import ideal_ratio_mask, si_sdr
+from vocalsep.data import augment
+from vocalsep.metrics import si_sdr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import model_rows  # noqa: E402
@@ -40,16 +39,12 @@ def shifted(vocals: np.ndarray, semitones: float) -> np.ndarray:
     """`(channels, samples)` vocals moved by `semitones`, formants along, at their own RMS: Signalsmith Stretch
     at its default preset, not the cheaper one `data.augment.pitch_shift` trains with, so that a model trained
     on shifted voices does not meet its own transform's artefacts here."""
-    stretch = python_stretch.Signalsmith.Stretch()
-    stretch.preset(vocals.shape[0], float(RATE), False)
-    stretch.setTransposeSemitones(float(semitones))
-    out = stretch.process(np.ascontiguousarray(vocals, dtype=np.float32))
+    out = augment.transpose(vocals, RATE, semitones, cheaper=False)
     return (out * np.sqrt(np.sum(vocals ** 2) / max(float(np.sum(out ** 2)), 1e-20))).astype(np.float32)
 
 
 def score(spec: str, folders: list[Path], families: dict[str, str], shifts: list[float]) -> dict:
-    from vocalsep import Separator
-    separator = None if spec == "irm" else Separator(spec, "cpu", threads=2)
+    estimate = model_rows.estimator(spec)
     tracks = []
     for folder in folders:
         track = read_mixture(folder)
@@ -57,9 +52,7 @@ def score(spec: str, folders: list[Path], families: dict[str, str], shifts: list
         for k in shifts:
             voice = shifted(track.vocals, k)
             mixture = voice + track.accompaniment
-            estimate = (ideal_ratio_mask(voice, track.accompaniment) if separator is None
-                        else separator.vocals(np.ascontiguousarray(mixture.T), RATE).T)
-            row[f"{k:+g}"] = round(si_sdr(voice, estimate) - si_sdr(voice, mixture), 3)
+            row[f"{k:+g}"] = round(si_sdr(voice, estimate(voice, track.accompaniment)) - si_sdr(voice, mixture), 3)
         tracks.append(row)
         print(f"[pitch] {spec}: {row}", flush=True)
     def summary(rows: list[dict]) -> dict:

@@ -55,12 +55,18 @@ def fit_length(audio: np.ndarray, frames: int, rng: np.random.Generator) -> np.n
     return np.pad(audio, ((0, 0), (0, frames - audio.shape[1])))
 
 
+def transpose(audio: np.ndarray, sample_rate: int, semitones: float, cheaper: bool = True) -> np.ndarray:
+    """Pitch and formants moved by `semitones`, duration kept (Signalsmith Stretch). The cheaper preset is 1.5x
+    faster, fine for training; `benchmarks/pitch.py` takes the default one."""
+    stretch = python_stretch.Signalsmith.Stretch()
+    stretch.preset(audio.shape[0], float(sample_rate), cheaper)
+    stretch.setTransposeSemitones(float(semitones))
+    return stretch.process(np.ascontiguousarray(audio, dtype=np.float32))
+
+
 def pitch_shift(audio: np.ndarray, sample_rate: int, rng: np.random.Generator, p: AugmentParams) -> np.ndarray:
     """Pitch and formants moved by a random number of semitones, duration kept: a different voice."""
-    stretch = python_stretch.Signalsmith.Stretch()
-    stretch.preset(audio.shape[0], float(sample_rate), True)  # the cheaper preset: 1.5x faster, fine for training
-    stretch.setTransposeSemitones(_uniform(rng, p.pitch_semitones))
-    return stretch.process(np.ascontiguousarray(audio, dtype=np.float32))
+    return transpose(audio, sample_rate, _uniform(rng, p.pitch_semitones))
 
 
 def change_speed(audio: np.ndarray, sample_rate: int, factor: float, rng: np.random.Generator) -> np.ndarray:
