@@ -9,7 +9,7 @@ import torch
 from vocalsep.base_model.weights import export_pretrained, init_from_pretrained
 from vocalsep.errors import VocalsepError
 from vocalsep.model import HybridVocNet
-from vocalsep.model.grow import widen_state, width_factor
+from vocalsep.model.grow import deepen_state, depth_added, widen_state, width_factor
 
 KWARGS = {"filters": 8, "skip_filters": 12, "layers": 4, "layers_per_stack": 2, "kernel_size": 3,
           "n_fft": 128, "hop": 32, "wave_filters": 4, "wave_stride": 8}
@@ -88,3 +88,61 @@ def test_init_from_pretrained_starts_a_wider_model_from_the_base(tmp_path):
 def test_a_factor_below_two_is_refused():
     with pytest.raises(ValueError, match="factor"):
         widen_state(trained().state_dict(), 1)
+
+
+def deeper(stacks: int) -> dict:
+    return {**KWARGS, "layers": KWARGS["layers"] + stacks * KWARGS["layers_per_stack"]}
+
+
+@pytest.mark.parametrize("stacks", [1, 2])
+def test_the_deepened_model_computes_what_the_base_computes(stacks):
+    base = trained(seed=4)
+    big = HybridVocNet(**deeper(stacks)).eval()
+    big.load_state_dict(deepen_state(base.state_dict(), big.state_dict(), KWARGS["layers"]))
+    mixture = 0.3 * torch.randn(2, 2, 3000)
+    with torch.no_grad():
+        expected, got = base(mixture), big(mixture)
+    assert expected.abs().max() > 0.01
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+    assert len(big.blocks) == len(base.blocks) + stacks * KWARGS["layers_per_stack"]
+    assert big.context[0] > base.context[0]  # each stack reaches further
+
+
+def test_the_new_blocks_learn_from_the_first_step():
+    base = trained(seed=5)
+    big = HybridVocNet(**deeper(1))
+    big.load_state_dict(deepen_state(base.state_dict(), big.state_dict(), KWARGS["layers"]))
+    new, last_old = big.blocks[KWARGS["layers"]], big.blocks[KWARGS["layers"] - 1]
+    assert not new.skip.weight.any() and not last_old.residual.weight.any()  # zero-started...
+    assert new.dilated.weight.abs().sum() > 0  # ...while the rest of a new block keeps its random start
+    big(0.3 * torch.randn(1, 2, 2000)).pow(2).mean().backward()
+    assert new.skip.weight.grad.abs().sum() > 0  # the zeroed skip conv moves on the first step
+
+
+@pytest.mark.parametrize("wanted, added", [
+    (deeper(1), 2), (deeper(3), 6), (KWARGS, 0),
+    ({**KWARGS, "layers": 5}, 0),  # not a whole stack
+    ({**KWARGS, "layers": 2}, 0),  # shallower
+    ({**deeper(1), "filters": 16}, 0),  # something else changed too
+])
+def test_depth_added_is_whole_stacks_and_nothing_else(wanted, added):
+    assert depth_added(KWARGS, wanted) == added
+
+
+@pytest.mark.parametrize("kind", [{"lookahead_frames": 2}, {"global_context": True}])
+def test_a_causal_or_global_model_does_not_deepen(kind):
+    assert depth_added({**KWARGS, **kind}, {**deeper(1), **kind}) == 0
+
+
+def test_init_from_pretrained_starts_a_deeper_model_from_the_base(tmp_path):
+    base = trained(seed=6)
+    export_pretrained({"class": "HybridVocNet", "kwargs": KWARGS, "state": base.state_dict(),
+                       "params": {"audio": {"sample_rate": 22050}}}, tmp_path)
+    big = HybridVocNet(**deeper(1)).eval()
+    init_from_pretrained(big, "HybridVocNet", deeper(1), tmp_path)
+    mixture = 0.3 * torch.randn(1, 2, 2500)
+    with torch.no_grad():
+        torch.testing.assert_close(big(mixture), base(mixture), atol=1e-5, rtol=1e-4)
+    odd = {**KWARGS, "layers": 5}
+    with pytest.raises(VocalsepError, match="whole stacks"):
+        init_from_pretrained(HybridVocNet(**odd), "HybridVocNet", odd, tmp_path)

@@ -1,4 +1,6 @@
-"""A wider HybridVocNet that computes exactly what a trained one computes (Net2WiderNet, Chen et al. 2016).
+"""A wider or deeper HybridVocNet that computes exactly what a trained one computes.
+
+## Wider (Net2WiderNet, Chen et al. 2016)
 
 `train.init: pretrained` with `model.filters` and `model.skip_filters` an
 integer multiple `k` of the base model's starts from the base model widened:
@@ -13,6 +15,23 @@ A ChannelNorm over `k` copies of each channel sees the same mean and variance,
 so the widened model's output equals the base's (to rounding), while the
 random shares give the copies different gradients: they drift apart and the
 extra width learns. Only the width grows; everything else must match.
+
+## Deeper (whole stacks added after the last block)
+`train.init: pretrained` with `model.layers` the base model's plus a multiple
+of `layers_per_stack` (everything else equal) starts from the base model
+deepened: its blocks keep their weights, the new blocks follow them with
+their own random start, and two things are zeroed, as ReZero and zero-init
+residual branches start a deeper net:
+
+- each new block's skip conv, so the skip sum, and the masks it drives, are
+  the base's;
+- the residual conv the base's last block gains (a last block has none), so
+  the stream the base's blocks see is unchanged.
+
+The first step moves the zeroed skip convs (their inputs are the new blocks'
+live activations), and from then on every new weight learns. A causal model
+(`lookahead_frames` >= 0) spreads its look-ahead over all blocks, and a
+global context vector has one slice per block, so neither deepens.
 """
 
 from __future__ import annotations
@@ -77,3 +96,33 @@ def widen_state(state: dict[str, torch.Tensor], factor: int, seed: int = 0) -> d
         raise ValueError(f"factor must be an integer >= 2, got {factor}")
     generator = torch.Generator().manual_seed(seed)
     return {key: _widened(key, value, factor, generator) for key, value in state.items()}
+
+
+def depth_added(base: dict[str, Any], wanted: dict[str, Any]) -> int:
+    """The blocks `wanted` adds after `base`'s last: whole stacks (a multiple of `layers_per_stack`, everything
+    else equal) of a centred model without global context; 0 when `wanted` is not `base` deepened so."""
+    if base.get("global_context") or base.get("lookahead_frames", -1) >= 0 or not base.get("layers_per_stack"):
+        return 0
+    extra = wanted.get("layers", 0) - base.get("layers", 0)
+    same_rest = {k: v for k, v in base.items() if k != "layers"} == {k: v for k, v in wanted.items() if k != "layers"}
+    return extra if same_rest and extra > 0 and extra % base["layers_per_stack"] == 0 else 0
+
+
+def deepen_state(state: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor],
+                 base_layers: int) -> dict[str, torch.Tensor]:
+    """The state dict of the deeper model whose own start is `fresh`: `state` (a model of `base_layers` blocks)
+    in every tensor it has, the new blocks' skip convs and the base's last block's new residual conv zeroed."""
+    missing = sorted(set(state) - set(fresh))
+    if missing:
+        raise ValueError(f"the deeper model lacks {missing[:3]}: not the base deepened")
+    deeper = {key: state.get(key, value) for key, value in fresh.items()}
+    return {key: torch.zeros_like(value) if _zero_started(key, base_layers) else value for key, value in deeper.items()}
+
+
+def _zero_started(key: str, base_layers: int) -> bool:
+    """Whether `key` is a new block's skip conv or the residual conv the base's last block gains."""
+    parts = key.split(".")
+    if parts[0] != "blocks" or len(parts) < 3:
+        return False
+    index, conv = int(parts[1]), parts[2]
+    return (index >= base_layers and conv == "skip") or (index == base_layers - 1 and conv == "residual")
