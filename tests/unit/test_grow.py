@@ -71,20 +71,6 @@ def test_width_factor_is_an_integer_multiple_of_both_widths_and_nothing_else(wan
     assert width_factor(KWARGS, wanted) == factor
 
 
-def test_init_from_pretrained_starts_a_wider_model_from_the_base(tmp_path):
-    base = trained(seed=3)
-    export_pretrained({"class": "HybridVocNet", "kwargs": KWARGS, "state": base.state_dict(),
-                       "params": {"audio": {"sample_rate": 22050}}}, tmp_path)
-    big = HybridVocNet(**wider(2)).eval()
-    init_from_pretrained(big, "HybridVocNet", wider(2), tmp_path)
-    mixture = 0.3 * torch.randn(1, 2, 2500)
-    with torch.no_grad():
-        torch.testing.assert_close(big(mixture), base(mixture), atol=1e-5, rtol=1e-4)
-    odd = {**KWARGS, "filters": 12, "skip_filters": 18}
-    with pytest.raises(VocalsepError, match="multiply filters and skip_filters"):
-        init_from_pretrained(HybridVocNet(**odd), "HybridVocNet", odd, tmp_path)
-
-
 def test_a_factor_below_two_is_refused():
     with pytest.raises(ValueError, match="factor"):
         widen_state(trained().state_dict(), 1)
@@ -134,15 +120,18 @@ def test_a_causal_or_global_model_does_not_deepen(kind):
     assert depth_added({**KWARGS, **kind}, {**deeper(1), **kind}) == 0
 
 
-def test_init_from_pretrained_starts_a_deeper_model_from_the_base(tmp_path):
-    base = trained(seed=6)
+@pytest.mark.parametrize("grown, odd, message", [
+    (wider(2), {**KWARGS, "filters": 12, "skip_filters": 18}, "multiply filters and skip_filters"),
+    (deeper(1), {**KWARGS, "layers": 5}, "whole stacks"),
+])
+def test_init_from_pretrained_starts_a_wider_or_deeper_model_from_the_base(tmp_path, grown, odd, message):
+    base = trained(seed=3)
     export_pretrained({"class": "HybridVocNet", "kwargs": KWARGS, "state": base.state_dict(),
                        "params": {"audio": {"sample_rate": 22050}}}, tmp_path)
-    big = HybridVocNet(**deeper(1)).eval()
-    init_from_pretrained(big, "HybridVocNet", deeper(1), tmp_path)
+    big = HybridVocNet(**grown).eval()
+    init_from_pretrained(big, "HybridVocNet", grown, tmp_path)
     mixture = 0.3 * torch.randn(1, 2, 2500)
     with torch.no_grad():
         torch.testing.assert_close(big(mixture), base(mixture), atol=1e-5, rtol=1e-4)
-    odd = {**KWARGS, "layers": 5}
-    with pytest.raises(VocalsepError, match="whole stacks"):
+    with pytest.raises(VocalsepError, match=message):
         init_from_pretrained(HybridVocNet(**odd), "HybridVocNet", odd, tmp_path)
