@@ -84,7 +84,7 @@ def deeper(stacks: int) -> dict:
 def test_the_deepened_model_computes_what_the_base_computes(stacks):
     base = trained(seed=4)
     big = HybridVocNet(**deeper(stacks)).eval()
-    big.load_state_dict(deepen_state(base.state_dict(), big.state_dict(), KWARGS["layers"]))
+    big.load_state_dict(deepen_state(base.state_dict(), big.state_dict()))
     mixture = 0.3 * torch.randn(2, 2, 3000)
     with torch.no_grad():
         expected, got = base(mixture), big(mixture)
@@ -97,7 +97,7 @@ def test_the_deepened_model_computes_what_the_base_computes(stacks):
 def test_the_new_blocks_learn_from_the_first_step():
     base = trained(seed=5)
     big = HybridVocNet(**deeper(1))
-    big.load_state_dict(deepen_state(base.state_dict(), big.state_dict(), KWARGS["layers"]))
+    big.load_state_dict(deepen_state(base.state_dict(), big.state_dict()))
     new, last_old = big.blocks[KWARGS["layers"]], big.blocks[KWARGS["layers"] - 1]
     assert not new.skip.weight.any() and not last_old.residual.weight.any()  # zero-started...
     assert new.dilated.weight.abs().sum() > 0  # ...while the rest of a new block keeps its random start

@@ -19,7 +19,7 @@ from torch import nn
 
 from vocalsep.errors import VocalsepError
 from vocalsep.model.checkpoint import build_model, checkpoint_sample_rate, full_kwargs
-from vocalsep.model.grow import WIDENABLE, deepen_state, depth_added, widen_state, width_factor
+from vocalsep.model.grow import WIDENABLE, deepen_state, depth_added, same_except, widen_state, width_factor
 
 PRETRAINED = "pretrained"  # the name users pass as --model
 PRETRAINED_LIVE = "pretrained-live"  # the shipped low-latency model, in pretrained-live/ (vocalsep stream's default)
@@ -70,11 +70,11 @@ def load_pretrained(folder: str | Path | None = None) -> tuple[nn.Module, int]:
 
 
 def _load_weights(model: nn.Module, folder: Path, config: dict[str, Any], strict: bool = True,
-                  widen: int = 1, deepen: int = 0) -> None:
+                  widen: int = 1, deepen: bool = False) -> None:
     """Load `folder/WEIGHTS_NAME` into `model`; errors name the file and say to restore pretrained/.
     `strict` False: `model` may hold parameters the file lacks (a grown part), never the other way round.
     `widen` k > 1: `model` is the file's model k times wider, started as `vocalsep.model.grow` widens it;
-    `deepen` n > 0: `model` is the file's model with n more blocks, started as `vocalsep.model.grow` deepens it."""
+    `deepen`: `model` is the file's model with more blocks, started as `vocalsep.model.grow` deepens it."""
     weights = folder / WEIGHTS_NAME
     try:
         state = load_file(str(weights))
@@ -84,8 +84,8 @@ def _load_weights(model: nn.Module, folder: Path, config: dict[str, Any], strict
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}  # float16 files too
     if widen > 1:
         state = widen_state(state, widen)
-    if deepen > 0:
-        state = deepen_state(state, model.state_dict(), int(config["kwargs"]["layers"]))
+    if deepen:
+        state = deepen_state(state, model.state_dict())
     try:
         result = model.load_state_dict(state, strict=strict)
         if result.unexpected_keys:
@@ -143,10 +143,9 @@ def init_from_pretrained(model: nn.Module, name: str, kwargs: dict[str, Any], fo
     grown = {k for k, off in GROWABLE.items() if base.get(k) == off and wanted.get(k) != off}
     hybrid = config["class"] == name == "HybridVocNet"
     widen = width_factor(base, wanted) if hybrid else 1
-    deepen = depth_added(base, wanted) if hybrid else 0
+    deepen = hybrid and depth_added(base, wanted) > 0
     ignored = grown | (set(WIDENABLE) if widen > 1 else set()) | ({"layers"} if deepen else set())
-    if config["class"] != name or {k: v for k, v in base.items() if k not in ignored} != {
-            k: v for k, v in wanted.items() if k not in ignored}:
+    if config["class"] != name or not same_except(base, wanted, ignored):
         raise VocalsepError(
             f"train.init is pretrained, but the base model is {config['class']}({config['kwargs']}) and "
             f"params.yaml asks for {name}({kwargs}); set the model section to the base model's "

@@ -48,10 +48,13 @@ def width_factor(base: dict[str, Any], wanted: dict[str, Any]) -> int:
     if base.get("global_context") or any(base.get(key) in (None, 0) for key in WIDENABLE):
         return 1
     factors = {wanted[key] / base[key] for key in WIDENABLE}
-    same_rest = {k: v for k, v in base.items() if k not in WIDENABLE} == {
-        k: v for k, v in wanted.items() if k not in WIDENABLE}
     factor = factors.pop() if len(factors) == 1 else 0
-    return int(factor) if same_rest and factor >= 2 and factor == int(factor) else 1
+    return int(factor) if same_except(base, wanted, WIDENABLE) and factor >= 2 and factor == int(factor) else 1
+
+
+def same_except(base: dict[str, Any], wanted: dict[str, Any], keys: set[str] | tuple[str, ...]) -> bool:
+    """Whether the two sets of model kwargs agree on every key but `keys`."""
+    return {k: v for k, v in base.items() if k not in keys} == {k: v for k, v in wanted.items() if k not in keys}
 
 
 def _shares(shape: tuple[int, ...], factor: int, generator: torch.Generator) -> list[torch.Tensor]:
@@ -104,17 +107,16 @@ def depth_added(base: dict[str, Any], wanted: dict[str, Any]) -> int:
     if base.get("global_context") or base.get("lookahead_frames", -1) >= 0 or not base.get("layers_per_stack"):
         return 0
     extra = wanted.get("layers", 0) - base.get("layers", 0)
-    same_rest = {k: v for k, v in base.items() if k != "layers"} == {k: v for k, v in wanted.items() if k != "layers"}
-    return extra if same_rest and extra > 0 and extra % base["layers_per_stack"] == 0 else 0
+    return extra if same_except(base, wanted, ("layers",)) and extra > 0 and extra % base["layers_per_stack"] == 0 else 0
 
 
-def deepen_state(state: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor],
-                 base_layers: int) -> dict[str, torch.Tensor]:
-    """The state dict of the deeper model whose own start is `fresh`: `state` (a model of `base_layers` blocks)
-    in every tensor it has, the new blocks' skip convs and the base's last block's new residual conv zeroed."""
+def deepen_state(state: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The state dict of the deeper model whose own start is `fresh`: `state` (the base model's, whose blocks it
+    counts) in every tensor it has, the new blocks' skip convs and the base's last block's new residual conv zeroed."""
     missing = sorted(set(state) - set(fresh))
     if missing:
         raise ValueError(f"the deeper model lacks {missing[:3]}: not the base deepened")
+    base_layers = 1 + max(int(key.split(".")[1]) for key in state if key.startswith("blocks."))
     deeper = {key: state.get(key, value) for key, value in fresh.items()}
     return {key: torch.zeros_like(value) if _zero_started(key, base_layers) else value for key, value in deeper.items()}
 
