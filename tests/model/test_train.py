@@ -11,8 +11,13 @@ import pytest
 import torch
 
 from tests.model.corpus import tiny_params, write_corpus
+from vocalsep.base_model.weights import export_pretrained
+from vocalsep.config import params_to_dict
+from vocalsep.data import read_index, validation_set
 from vocalsep.model import load_checkpoint, load_model
+from vocalsep.model.checkpoint import build_model, model_kwargs
 from vocalsep.stages.train import train
+from vocalsep.training.loop import validate
 
 
 @pytest.fixture
@@ -47,6 +52,7 @@ def test_tiny_run_learns_and_records_everything(corpus_params, tmp_path):
     written = json.loads((tmp_path / "metrics/train.json").read_text())
     assert written == metrics and written["steps"] == 8 * 8 and written["epochs"] == 8
     assert written["examples_per_second"] > 0 and 0 <= written["best_epoch"] < 8
+    assert "start_val_si_sdr" not in written  # a run from scratch has no start to beat
     losses = [v for _, v in _csv_losses(tmp_path / "plots/train_loss.csv")]
     assert len(losses) == 64 // 2
     assert sum(losses[-4:]) / 4 < 0.7 * sum(losses[:2]) / 2, losses
@@ -94,6 +100,30 @@ def test_second_run_resumes_when_params_match_and_restarts_when_not(corpus_param
     fresh = train(changed)
     assert fresh["steps"] == 8 and load_checkpoint(last)["mlflow_run_id"] != run_id
     assert load_checkpoint(last)["params"]["train"]["loss"] == "l1_stft"
+
+
+@pytest.mark.slow
+def test_a_fine_tune_scores_its_pretrained_start_before_the_first_step(corpus_params, tmp_path, monkeypatch):
+    params = dataclasses.replace(corpus_params, train=dataclasses.replace(
+        corpus_params.train, init="pretrained", epochs=1))
+    kwargs = model_kwargs(params.model.name, params_to_dict(params)["model"])
+    torch.manual_seed(3)
+    base = build_model(params.model.name, kwargs)
+    export_pretrained({"class": params.model.name, "kwargs": kwargs, "state": base.state_dict(), "git_sha": "abc",
+                       "step": 0, "params": {"audio": {"sample_rate": params.audio.sample_rate}, "model": kwargs}},
+                      tmp_path / "base")
+    monkeypatch.setenv("VOCALSEP_PRETRAINED", str(tmp_path / "base"))
+    metrics = train(params)
+
+    val = validation_set(read_index(params.paths.split("val")), params.data, params.audio.sample_rate)
+    start = validate(base, *val, params.train.batch_size, torch.device("cpu"), False)
+    assert metrics["start_val_si_sdr"] == pytest.approx(start["si_sdr"], abs=1e-4)
+    assert metrics["start_val_l1"] == pytest.approx(start["l1"], rel=1e-4)
+    assert metrics["val_si_sdr"] != pytest.approx(start["si_sdr"], abs=1e-4)  # the epoch's score is another
+    client = mlflow.MlflowClient(params.tracking.uri)
+    run_id = load_checkpoint(tmp_path / "models/checkpoints/last.pt")["mlflow_run_id"]
+    history = sorted((m.step, m.value) for m in client.get_metric_history(run_id, "val_si_sdr"))
+    assert [step for step, _ in history] == [0, 8] and history[0][1] == pytest.approx(start["si_sdr"], abs=1e-4)
 
 
 @pytest.mark.slow  # trains twice

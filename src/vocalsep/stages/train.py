@@ -80,6 +80,7 @@ def train(params: Params) -> dict[str, float | int]:
                                 tags={CHECKPOINTS_TAG: folder}) as run_id:
             session.progress.run_id = run_id
             _log_run_info(session)
+            _score_start(session)
             _fit(session)
             return _finish(session)
     finally:
@@ -145,6 +146,17 @@ def _log_run_info(s: Session) -> None:
         "parameters": sum(x.numel() for x in s.raw.parameters()),
         "global_batch": p.train.batch_size, "total_steps": s.total_steps,
     })
+
+
+def _score_start(s: Session) -> None:
+    """A fine-tune (`train.init: pretrained`) is judged against its start: validate it before step 1 and
+    log it as step 0 of val_si_sdr and val_l1 (rank 0; the other ranks wait at their first step)."""
+    if s.params.train.init != "pretrained" or s.progress.step > 0 or s.progress.start:
+        return
+    scores = validate(s.raw, *s.val, s.params.train.batch_size, s.ctx.device, s.params.train.amp)
+    s.progress.start = {"l1": scores["l1"], "si_sdr": scores["si_sdr"]}
+    tracking.log_metrics({"val_l1": scores["l1"], "val_si_sdr": scores["si_sdr"]}, step=0)
+    log.info("the start (train.init: pretrained): val L1 %.5f, val SI-SDR %.2f dB", scores["l1"], scores["si_sdr"])
 
 
 def _fit(s: Session) -> None:
@@ -242,6 +254,11 @@ def _save_best(s: Session, epoch: int) -> None:
 def _finish(s: Session) -> dict[str, float | int]:
     """Write train.json and train_loss.csv; log the loss figure and best-model audio to MLflow."""
     values = report.write_outputs(s.progress, s.params.paths.train_metrics, s.params.paths.plots)
+    start = s.progress.start.get("si_sdr")
+    if start is not None and s.progress.best_si_sdr <= start:
+        log.warning("no epoch beat the pretrained start on validation (best %.2f dB, start %.2f dB): "
+                    "best.pt is worse than the base model; keep the base or train with other settings",
+                    s.progress.best_si_sdr, start)
     tracking.log_metrics({f"best_{k}": v for k, v in values.items() if k.startswith("val_")}, step=s.progress.step)
     tracking.log_figure(report.loss_figure(s.progress), "plots/train_loss.png")
     best = s.params.paths.best_checkpoint

@@ -16,7 +16,8 @@ from vocalsep.training.state import Progress
 
 
 def summary(progress: Progress) -> dict[str, float | int]:
-    """The `metrics/train.json` content: best-epoch validation scores and run totals."""
+    """The `metrics/train.json` content: best-epoch validation scores and run totals (and, for a fine-tune,
+    `start_val_l1` and `start_val_si_sdr`: the pretrained start's scores on the same validation mixtures)."""
     return {
         "val_l1": progress.best_l1,
         "val_si_sdr": progress.best_si_sdr,
@@ -24,6 +25,7 @@ def summary(progress: Progress) -> dict[str, float | int]:
         "steps": progress.step,
         "epochs": progress.epochs_done,
         "examples_per_second": round(progress.examples_per_second, 3),
+        **{f"start_val_{k}": v for k, v in progress.start.items()},
     }
 
 

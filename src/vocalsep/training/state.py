@@ -38,6 +38,7 @@ class Progress:
     run_id: str | None = None
     losses: list[tuple[int, float]] = field(default_factory=list)  # (step, mean train loss)
     val: list[dict[str, float]] = field(default_factory=list)  # per epoch: epoch, step, l1, si_sdr, lr
+    start: dict[str, float] = field(default_factory=dict)  # l1, si_sdr of the pretrained start (train.init)
 
 
 def index_hash(index_dir: str | Path) -> str:
