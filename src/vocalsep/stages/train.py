@@ -151,10 +151,9 @@ def _log_run_info(s: Session) -> None:
 def _score_start(s: Session) -> None:
     """A fine-tune (`train.init: pretrained`) is judged against its start: validate it before step 1 and
     log it as step 0 of val_si_sdr and val_l1 (rank 0; the other ranks wait at their first step)."""
-    if s.params.train.init != "pretrained" or s.progress.step > 0 or s.progress.start:
+    if s.params.train.init != "pretrained" or s.progress.step > 0:  # a resumed run kept its start in last.pt
         return
-    scores = validate(s.raw, *s.val, s.params.train.batch_size, s.ctx.device, s.params.train.amp)
-    s.progress.start = {"l1": scores["l1"], "si_sdr": scores["si_sdr"]}
+    s.progress.start = scores = validate(s.raw, *s.val, s.params.train.batch_size, s.ctx.device, s.params.train.amp)
     tracking.log_metrics({"val_l1": scores["l1"], "val_si_sdr": scores["si_sdr"]}, step=0)
     log.info("the start (train.init: pretrained): val L1 %.5f, val SI-SDR %.2f dB", scores["l1"], scores["si_sdr"])
 
