@@ -75,7 +75,7 @@ def test_every_shipped_profile_loads_and_every_key_is_a_field(repo_root, profile
 
 VOCNET_KEYS = {"filters", "skip_filters", "layers", "layers_per_stack", "kernel_size", "bias"}
 HYBRID_KEYS = {"filters", "skip_filters", "layers", "layers_per_stack", "kernel_size", "n_fft", "hop", "wave_filters",
-               "wave_stride", "global_context", "lookahead_frames", "refine_width"}
+               "wave_stride", "global_context", "lookahead_frames", "refine_width", "stereo_features"}
 
 
 @pytest.mark.parametrize("profile", ["params.yaml", "params-real.yaml"])

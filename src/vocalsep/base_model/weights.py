@@ -129,7 +129,7 @@ def _stored(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return tensor.to(dtype) if tensor.is_floating_point() else tensor
 
 
-GROWABLE = {"refine_width": 0}  # kwargs a fine-tune may add to the base model: the new part starts as the identity
+GROWABLE = {"refine_width": 0, "stereo_features": False}  # kwargs a fine-tune may add to the base model: the new part starts as the identity
 
 
 def init_from_pretrained(model: nn.Module, name: str, kwargs: dict[str, Any], folder: str | Path | None = None) -> None:

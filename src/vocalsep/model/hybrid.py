@@ -78,6 +78,27 @@ class GatedBlock(nn.Module):
         return x + self.residual(z), skip
 
 
+class StereoFeatures(nn.Module):
+    """What a magnitude per channel cannot show: the mid (L + R) / 2 and side (L - R) / 2 magnitudes of every bin.
+
+    A centred voice is all mid; a panned or wide instrument has side. Their log magnitudes, scaled and shifted
+    per bin, are projected to the blocks' width and added to the input projection. The projection starts at
+    zero, so a model grown with it (`train.init: pretrained`) starts exactly as its base.
+    """
+
+    def __init__(self, bins: int, filters: int):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(2 * bins, 1))
+        self.shift = nn.Parameter(torch.zeros(2 * bins, 1))
+        self.project = nn.Conv1d(2 * bins, filters, 1, bias=False)
+        nn.init.zeros_(self.project.weight)
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        """`spec` `(batch, 2, bins, frames)` complex -> `(batch, filters, frames)`."""
+        mid_side = torch.cat([spec[:, 0] + spec[:, 1], spec[:, 0] - spec[:, 1]], dim=1) * 0.5
+        return self.project(torch.log(mid_side.abs() + 1e-4) * self.scale + self.shift)
+
+
 def gated_stack(filters: int, skip_filters: int, layers: int, layers_per_stack: int, kernel_size: int,
                 lookahead_frames: int) -> nn.ModuleList:
     """`layers` gated blocks, dilation doubling within each stack; `lookahead_frames` >= 0 is the budget
@@ -131,9 +152,12 @@ class HybridVocNet(nn.Module):
         global_context: bool = False,
         lookahead_frames: int = -1,
         refine_width: int = 0,
+        stereo_features: bool = False,
         channels: int = 2,
     ):
         super().__init__()
+        if stereo_features and channels != 2:
+            raise ValueError(f"stereo_features needs 2 channels, got {channels}")
         if hop % wave_stride or n_fft <= hop or n_fft % 2:  # n_fft == hop: a Hann window's overlap-add has zeros
             raise ValueError(f"need hop ({hop}) a multiple of wave_stride ({wave_stride}) and even n_fft > hop ({n_fft})")
         self.channels, self.n_fft, self.hop, self.wave_stride = channels, n_fft, hop, wave_stride
@@ -145,6 +169,7 @@ class HybridVocNet(nn.Module):
         self.wave_encoder = nn.Conv1d(channels, wave_filters, 2 * wave_stride, stride=wave_stride, bias=False)
         self.wave_decoder = nn.ConvTranspose1d(wave_filters, channels, 2 * wave_stride, stride=wave_stride, bias=False)
         self.input = nn.Conv1d(channels * self.bins + wave_filters * self.fold, filters, 1)
+        self.stereo_input = StereoFeatures(self.bins, filters) if stereo_features else None
         self.input_norm = ChannelNorm(filters)
         self.global_context = nn.Linear(filters, 2 * filters * layers) if global_context else None
         self.blocks = gated_stack(filters, skip_filters, layers, layers_per_stack, kernel_size, lookahead_frames)
@@ -180,7 +205,10 @@ class HybridVocNet(nn.Module):
         half = self.wave_stride // 2  # pads (half, stride - half): an odd stride too gives length / stride frames
         encoded = F.relu(self.wave_encoder(F.pad(padded, (half, self.wave_stride - half))))
         x = torch.cat([spectral, self._fold(encoded, frames)], dim=1)
-        x = self.input_norm(self.input(x))
+        x = self.input(x)
+        if self.stereo_input is not None:
+            x = x + self.stereo_input(spec.reshape(batch, channels, self.bins, frames))
+        x = self.input_norm(x)
         skips = self._blocks(x)
         logits = self.spec_mask(skips)
         if self.refiner is not None:
@@ -232,6 +260,8 @@ class HybridVocNet(nn.Module):
     def macs_per_second(self, sample_rate: int) -> float:
         """Multiply-accumulates of the learned layers per second of stereo audio (FFTs left out)."""
         per_frame = self.input.in_channels * self.input.out_channels
+        if self.stereo_input is not None:
+            per_frame += self.stereo_input.project.in_channels * self.stereo_input.project.out_channels
         per_frame += self.spec_mask.in_channels * self.spec_mask.out_channels
         per_frame += self.wave_mask.in_channels * self.wave_mask.out_channels
         for b in self.blocks:
