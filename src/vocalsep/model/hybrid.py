@@ -136,6 +136,9 @@ class HybridVocNet(nn.Module):
     looks `context[1]` samples ahead, the STFT's and fold's reach included.
     `refine_width` > 0 corrects the mask bin by bin with a `SubbandRefiner`
     of that width (frame by frame: no context added); 0 leaves it out.
+    `stereo_features` adds the mid and side magnitudes of every bin to the
+    input (`StereoFeatures`): the phase between the channels, which the
+    per-channel magnitudes lose (frame by frame: no context added).
     """
 
     def __init__(
