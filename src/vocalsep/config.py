@@ -195,7 +195,7 @@ class ModelParams:
     global_context: bool = False
     lookahead_frames: int = -1
     refine_width: int = ranged(0, ge=0)  # HybridVocNet: width of the SubbandRefiner on its mask (0: none; 32 measured: no gain)
-    stereo_features: bool = False  # HybridVocNet: mid and side magnitudes as inputs too (a centred voice has no side)
+    stereo_features: bool = False  # HybridVocNet: mid and side magnitudes as inputs too (measured on base_v18: no gain)
     bands: int = ranged(24, ge=1)  # BandSplitVocNet: frequency bands the STFT bins are split into
     band_filters: int = ranged(48, ge=1)  # BandSplitVocNet: channels of each band in its gated blocks
 
