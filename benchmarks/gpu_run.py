@@ -46,7 +46,8 @@ MODELS: dict[str, tuple[dict, bool, float]] = {
     "hybrid192": ({"filters": 192, "skip_filters": 192}, False, 1e-3),
     "bandsplit48": ({"name": "BandSplitVocNet"}, False, 1e-3),
 }
-HALF = {"hybrid192"}  # saved as fp16: an fp32 copy would pass the 16 MiB a returned file may have
+HALF = {"hybrid192"}  # saved as fp16: half as many files to bring back
+PART_BYTES = 15 * 2**20  # a file back from a lease may have 16 MiB: larger states are saved in parts
 SEED_VOCNET = {"name": "VocNet", "filters": 128, "skip_filters": 192, "layers": 30, "layers_per_stack": 10}
 
 
@@ -144,7 +145,7 @@ def make_models(params_path: str, device: torch.device, only: list[str] | None =
         model = build_model(arch, kwargs)
         if name in init:
             model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                                   for k, v in load_file(init[name]).items()})
+                                   for k, v in load_parts(Path(init[name])).items()})
         elif pretrained:
             model.load_state_dict(load_pretrained()[0].state_dict())
         model = model.to(device).train()
@@ -159,8 +160,42 @@ def save(models: dict[str, dict], out: Path, report: dict) -> None:
         state = {k: v.detach().cpu().contiguous() for k, v in entry["model"].state_dict().items()}
         if name in HALF:
             state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-        save_file(state, str(out / f"{name}.safetensors"))
+        save_parts(state, out, name)
     (out / "gpu.json").write_text(json.dumps(report, indent=1))
+
+
+def save_parts(state: dict[str, torch.Tensor], out: Path, name: str) -> list[Path]:
+    """`state` as `out/<name>.safetensors`, or, when it is larger than `PART_BYTES`, as `<name>.part0.safetensors`,
+    `<name>.part1.safetensors`... each under it (the shipped 256-filter, 18-block model is 42 MB in fp32)."""
+    parts: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for key, value in state.items():
+        nbytes = value.numel() * value.element_size()
+        if parts[-1] and size + nbytes > PART_BYTES:
+            parts.append({})
+            size = 0
+        parts[-1][key] = value
+        size += nbytes
+    files = [out / f"{name}.safetensors"] if len(parts) == 1 else \
+        [out / f"{name}.part{i}.safetensors" for i in range(len(parts))]
+    for part, file in zip(parts, files):
+        save_file(part, str(file))
+    return files
+
+
+def load_parts(path: Path) -> dict[str, torch.Tensor]:
+    """The state `save_parts` wrote as `path` (`<name>.safetensors`), or in its parts beside it."""
+    if path.is_file():
+        return load_file(str(path))
+    stem = path.name.removesuffix(".safetensors")
+    parts = sorted(path.parent.glob(f"{stem}.part*.safetensors"), key=lambda p: int(p.name.split(".part")[1].split(".")[0]))
+    if not parts:
+        raise SystemExit(f"{path}: no such file, nor its parts {stem}.part0.safetensors...; "
+                         "give the .safetensors a lease returned (carried in .pack)")
+    state: dict[str, torch.Tensor] = {}
+    for part in parts:
+        state.update(load_file(str(part)))
+    return state
 
 
 def loader(index: Path, data: DataParams, batch: int, workers: int) -> tuple[DataLoader, tuple]:
@@ -245,7 +280,7 @@ def to_checkpoints(folder: Path, params_path: str, dest: Path) -> list[Path]:
     for name, entry in report["models"].items():
         model = build_model(entry["class"], entry["kwargs"])
         model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                               for k, v in load_file(str(folder / f"{name}.safetensors")).items()})
+                               for k, v in load_parts(folder / f"{name}.safetensors").items()})
         params = {**trained, "model": {**trained["model"], **MODELS[name][0]},
                   "train": {**trained["train"], "batch_size": report["batch"], "lr": entry["peak"], "device": "cuda"}}
         written.append(dest / f"{name}.pt")

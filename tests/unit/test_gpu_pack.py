@@ -122,3 +122,20 @@ def test_a_model_continues_from_the_weights_an_earlier_lease_returned(gpu_run, r
         gpu_run.make_models(params, torch.device("cpu"), ["hybrid999"])
     with pytest.raises(SystemExit, match="base_ft"):  # weights for a model not chosen would go unused
         gpu_run.make_models(params, torch.device("cpu"), ["bandsplit48"], {"base_ft": "x.safetensors"})
+
+
+def test_a_state_larger_than_a_returned_file_may_be_is_saved_in_parts_and_read_back_whole(gpu_run, tmp_path):
+    """A lease brings back files of at most 16 MiB: the shipped 256-filter model (42 MB in fp32) must come in parts."""
+    import torch
+
+    state = {f"w{i}": torch.full((1024, 1024), float(i)) for i in range(9)}  # 9 x 4 MiB
+    state["step"] = torch.tensor(7)
+    files = gpu_run.save_parts(state, tmp_path, "big")
+    assert len(files) == 3 and all(f.stat().st_size <= 16 * 2**20 for f in files)
+    assert not (tmp_path / "big.safetensors").exists()
+    back = gpu_run.load_parts(tmp_path / "big.safetensors")
+    assert back.keys() == state.keys() and all(torch.equal(back[k], v) for k, v in state.items())
+    small = gpu_run.save_parts({"w": torch.ones(3)}, tmp_path, "small")
+    assert small == [tmp_path / "small.safetensors"] and torch.equal(gpu_run.load_parts(small[0])["w"], torch.ones(3))
+    with pytest.raises(SystemExit, match="none.part0"):
+        gpu_run.load_parts(tmp_path / "none.safetensors")
